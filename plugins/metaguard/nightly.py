@@ -1,0 +1,385 @@
+"""The steps of the nightly scoring run, as the Airflow tasks call them.
+
+``locate`` -> ``validate`` -> ``score_chunk`` (one per chunk, mapped) ->
+``publish``. Steps exchange small dicts of paths and counts, never data.
+Intermediate files live in ``<output>/_staging/dt=D/<run_key>/``, one folder
+per run, so concurrent runs of the same date never share a file; only the
+final atomic renames touch shared paths.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import shutil
+import time
+import uuid
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from metaguard import registry
+from metaguard.config import Settings, inside_root
+from metaguard.contract import COLUMNS, COLUMN_NAMES
+from metaguard.exceptions import BadRowShareExceeded
+from metaguard.features import require_inputs
+from metaguard.publish import (
+    atomic_parquet_writer,
+    remove_stale_temporaries,
+    write_json,
+    write_parquet,
+)
+from metaguard.scoring import report_schema, score_frame
+from metaguard.validation import (
+    FAILED_COLUMNS,
+    FAILED_RULES,
+    BatchValidator,
+    RuleTally,
+    apply_duplicates,
+    duplicated_ids,
+    flags_from_result,
+    quarantine_frame,
+    tally,
+)
+from metaguard.warehouse import (
+    SOURCE_FILE,
+    SOURCE_ROW,
+    Partition,
+    iter_batches,
+    locate_partition,
+)
+
+log = logging.getLogger(__name__)
+
+REPORT_FILE = "part-00000.parquet"
+CHUNK_ROWS = 1_000_000
+
+
+def output_path(settings: Settings, kind: str, day: dt.date, name: str = "") -> Path:
+    """Return ``<output>/<kind>/dt=YYYY-MM-DD[/name]``, checked to stay inside."""
+    parts = [kind, f"dt={day.isoformat()}"] + ([name] if name else [])
+    return inside_root(settings.output, *parts)
+
+
+def locate(settings: Settings, day: dt.date) -> dict:
+    """Find the partition, pick the champion and check that they fit together."""
+    partition = locate_partition(
+        settings.warehouse, day, passthrough=settings.passthrough_columns
+    )
+    model = registry.load_champion(settings.models)
+    feature_set = model.metadata.get("feature_set", "contract")
+    passthrough = list(partition.passthrough)
+    require_inputs(feature_set, passthrough, f"partition {partition.path}")
+    log.info(
+        "partition %s: %d file(s); champion model %s (%s features)",
+        partition.path,
+        len(partition.files),
+        model.version,
+        feature_set,
+    )
+    return {
+        "day": day.isoformat(),
+        "partition": str(partition.path),
+        "files": partition.file_names,
+        "id_is_string": partition.id_is_string,
+        "passthrough": passthrough,
+        "model_version": model.version,
+        "feature_set": feature_set,
+        "run_key": f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}",
+        "started_at": time.time(),
+    }
+
+
+def _partition(located: dict) -> Partition:
+    folder = Path(located["partition"])
+    return Partition(
+        dt.date.fromisoformat(located["day"]),
+        folder,
+        tuple(folder / name for name in located["files"]),
+        located["id_is_string"],
+        tuple(located["passthrough"]),
+    )
+
+
+def staging_dir(settings: Settings, located: dict) -> Path:
+    """Return this run's private staging folder."""
+    day = dt.date.fromisoformat(located["day"])
+    return output_path(settings, "_staging", day, located["run_key"])
+
+
+def _id_type(located: dict) -> pa.DataType:
+    return pa.string() if located["id_is_string"] else pa.int64()
+
+
+def _passthrough_schema(partition: Partition) -> pa.Schema:
+    schema = pq.read_schema(partition.files[0])
+    return pa.schema([schema.field(name) for name in partition.passthrough])
+
+
+def _valid_schema(located: dict, passthrough: pa.Schema) -> pa.Schema:
+    fields = [pa.field("transaction_id", _id_type(located))]
+    fields += [pa.field(c.name, c.arrow_type) for c in COLUMNS[1:]]
+    return pa.schema(fields + list(passthrough))
+
+
+def _quarantine_schema(located: dict, passthrough: pa.Schema) -> pa.Schema:
+    fields = [pa.field("transaction_id", _id_type(located))]
+    fields += [pa.field(c.name, pa.float64()) for c in COLUMNS[1:]]
+    fields += list(passthrough)
+    fields += [
+        pa.field(SOURCE_FILE, pa.string()),
+        pa.field(SOURCE_ROW, pa.int64()),
+        pa.field(FAILED_RULES, pa.list_(pa.string())),
+        pa.field(FAILED_COLUMNS, pa.list_(pa.string())),
+    ]
+    return pa.schema(fields)
+
+
+class _ChunkWriter:
+    """Writes valid rows into staging chunk files of at most ``limit`` rows."""
+
+    def __init__(self, folder: Path, schema: pa.Schema, limit: int) -> None:
+        self.folder, self.schema, self.limit = folder, schema, limit
+        self.paths: list[str] = []
+        self._writer: pq.ParquetWriter | None = None
+        self._rows = 0
+
+    def write(self, table: pa.Table) -> None:
+        while table.num_rows:
+            if self._writer is None or self._rows >= self.limit:
+                self._open()
+            room = self.limit - self._rows
+            head, table = table.slice(0, room), table.slice(room)
+            self._writer.write_table(head)
+            self._rows += head.num_rows
+
+    def _open(self) -> None:
+        self.close()
+        path = self.folder / f"chunk-{len(self.paths):05d}.parquet"
+        self._writer = pq.ParquetWriter(path, self.schema, compression="zstd")
+        self.paths.append(str(path))
+        self._rows = 0
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+def validate(settings: Settings, located: dict) -> dict:
+    """Validate the partition, stage valid rows in chunks, write the quarantine.
+
+    The quarantine and the validation result are written before the bad-row
+    share is checked, so a failed run still leaves both for inspection.
+    """
+    partition = _partition(located)
+    day = partition.day
+    staging = staging_dir(settings, located)
+    (staging / "valid").mkdir(parents=True, exist_ok=True)
+    passthrough = _passthrough_schema(partition)
+    valid_schema = _valid_schema(located, passthrough)
+    quarantine_schema = _quarantine_schema(located, passthrough)
+    duplicates = duplicated_ids(partition.files, partition.id_is_string)
+    validator = BatchValidator()
+    tallies: dict[str, RuleTally] = {}
+    gx_results: list[dict] = []
+    chunks = _ChunkWriter(staging / "valid", valid_schema, CHUNK_ROWS)
+    rows_in = quarantined = 0
+    quarantine_path = output_path(settings, "quarantine", day, REPORT_FILE)
+    with atomic_parquet_writer(quarantine_path, quarantine_schema) as quarantine:
+        for frame in iter_batches(partition, settings.batch_rows):
+            result = validator.validate(frame)
+            gx_results.append(_trimmed(result.to_json_dict()))
+            flags = flags_from_result(result, len(frame))
+            apply_duplicates(frame, flags, duplicates)
+            tally(tallies, frame, flags)
+            bad = flags.mask().to_numpy()
+            if bad.any():
+                quarantine.write_table(
+                    _to_table(quarantine_frame(frame, flags), quarantine_schema)
+                )
+            chunks.write(_to_table(frame.loc[~bad], valid_schema))
+            rows_in += len(frame)
+            quarantined += int(bad.sum())
+            log.info("validated %d rows so far, %d quarantined", rows_in, quarantined)
+    chunks.close()
+    return _finish_validation(
+        settings, located, rows_in, quarantined, tallies, gx_results,
+        quarantine_path, chunks.paths, duplicates,
+    )
+
+
+def _finish_validation(
+    settings: Settings,
+    located: dict,
+    rows_in: int,
+    quarantined: int,
+    tallies: dict[str, RuleTally],
+    gx_results: list[dict],
+    quarantine_path: Path,
+    chunk_paths: list[str],
+    duplicates: pa.Array,
+) -> dict:
+    day = dt.date.fromisoformat(located["day"])
+    share = quarantined / rows_in if rows_in else 0.0
+    validation_path = output_path(settings, "validation", day, "validation_result.json")
+    write_json(
+        validation_path,
+        {
+            "suite": "metaguard_transactions",
+            "partition": located["partition"],
+            "files": located["files"],
+            "run_key": located["run_key"],
+            "success": quarantined == 0,
+            "rows_in": rows_in,
+            "quarantined": quarantined,
+            "bad_row_share": share,
+            "duplicated_ids": len(duplicates),
+            "rules": [t.as_dict() for t in tallies.values()],
+            "gx_results": gx_results,
+        },
+    )
+    log.info(
+        "partition %s: %d rows in, %d valid, %d quarantined (%.4f%%); "
+        "quarantine %s; validation result %s",
+        located["day"], rows_in, rows_in - quarantined, quarantined, 100 * share,
+        quarantine_path, validation_path,
+    )
+    if share > settings.max_bad_row_share:
+        broken = {t.rule: t.unexpected_count for t in tallies.values() if t.unexpected_count}
+        raise BadRowShareExceeded(
+            f"{quarantined} of {rows_in} rows ({share:.2%}) of {located['partition']} "
+            f"broke the contract, above the maximum of {settings.max_bad_row_share:.2%} "
+            f"(METAGUARD_MAX_BAD_ROW_SHARE); rules broken: {broken}. The quarantine "
+            f"is in {quarantine_path} and the validation result in {validation_path}"
+        )
+    return {
+        "rows_in": rows_in,
+        "valid": rows_in - quarantined,
+        "quarantined": quarantined,
+        "bad_row_share": share,
+        "chunks": chunk_paths,
+        "quarantine_path": str(quarantine_path),
+        "validation_path": str(validation_path),
+    }
+
+
+def _trimmed(result: dict, limit: int = 1000) -> dict:
+    """Cap the index lists of a GX result so a bad batch cannot bloat the JSON."""
+    for outcome in result.get("results", []):
+        details = outcome.get("result") or {}
+        for key in ("unexpected_index_list", "unexpected_list"):
+            values = details.get(key)
+            if isinstance(values, list) and len(values) > limit:
+                details[key] = values[:limit]
+                details[f"{key}_truncated"] = True
+    return result
+
+
+def _to_table(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
+    return pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)
+
+
+def score_chunk(settings: Settings, located: dict, chunk: str) -> dict:
+    """Score one staged chunk with the run's model and stage the result."""
+    staging = staging_dir(settings, located)
+    source = inside_root(staging, "valid", Path(chunk).name)
+    target = staging / "scored" / source.name
+    model = registry.load_model(settings.models, located["model_version"])
+    staged = pq.read_schema(source)
+    passthrough = pa.schema([f for f in staged if f.name not in COLUMN_NAMES])
+    schema = report_schema(_id_type(located), passthrough)
+    frame = pq.read_table(source).to_pandas()
+    frame = _with_features(frame, located, settings)
+    table = score_frame(frame, model, settings, schema)
+    write_parquet(target, table)
+    suspicious = int(pc.sum(table.column("is_suspicious")).as_py() or 0)
+    log.info("scored %s: %d rows, %d suspicious", source.name, table.num_rows, suspicious)
+    return {"chunk": str(target), "rows": table.num_rows, "suspicious": suspicious}
+
+
+def _with_features(frame: pd.DataFrame, located: dict, settings: Settings) -> pd.DataFrame:
+    if located["feature_set"] != "history":
+        return frame
+    from metaguard.history_scoring import add_day_history
+
+    return add_day_history(frame, located, settings)
+
+
+def publish(
+    settings: Settings, located: dict, validated: dict, scored: list[dict]
+) -> dict:
+    """Merge scored chunks into the day's report, atomically, and write the summary."""
+    day = dt.date.fromisoformat(located["day"])
+    staging = staging_dir(settings, located)
+    report_path = output_path(settings, "risk_reports", day, REPORT_FILE)
+    ordered = sorted(scored, key=lambda s: Path(s["chunk"]).name)
+    schema = _report_schema_for(located, ordered)
+    levels = {"Low": 0, "Medium": 0, "High": 0}
+    with atomic_parquet_writer(report_path, schema) as writer:
+        for item in ordered:
+            table = pq.read_table(inside_root(staging, "scored", Path(item["chunk"]).name))
+            writer.write_table(table.cast(schema))
+            for level, count in _level_counts(table).items():
+                levels[level] += count
+    scored_rows = sum(s["rows"] for s in ordered)
+    summary = {
+        "date": located["day"],
+        "rows_in": validated["rows_in"],
+        "scored": scored_rows,
+        "quarantined": validated["quarantined"],
+        "suspicious": sum(s["suspicious"] for s in ordered),
+        "risk_levels": levels,
+        "model_version": located["model_version"],
+        "feature_set": located["feature_set"],
+        "threshold": settings.risk_threshold,
+        "bad_row_share": validated["bad_row_share"],
+        "duration_seconds": round(time.time() - located["started_at"], 3),
+        "input_files": [str(Path(located["partition"]) / f) for f in located["files"]],
+        "report_path": str(report_path),
+        "quarantine_path": validated["quarantine_path"],
+        "validation_path": validated["validation_path"],
+        "run_key": located["run_key"],
+    }
+    if summary["rows_in"] != summary["scored"] + summary["quarantined"]:
+        raise AssertionError(
+            f"rows_in {summary['rows_in']} != scored {scored_rows} + quarantined "
+            f"{summary['quarantined']} for {located['day']}; the report was written "
+            "but the counts disagree, which is a bug"
+        )
+    summary_path = output_path(settings, "runs", day, "summary.json")
+    write_json(summary_path, summary)
+    shutil.rmtree(staging, ignore_errors=True)
+    remove_stale_temporaries([report_path.parent, Path(validated["quarantine_path"]).parent])
+    log.info(
+        "report %s: %d scored, %d quarantined, %d suspicious, model %s",
+        report_path, scored_rows, summary["quarantined"], summary["suspicious"],
+        located["model_version"],
+    )
+    summary["summary_path"] = str(summary_path)
+    return summary
+
+
+def _report_schema_for(located: dict, scored: list[dict]) -> pa.Schema:
+    if scored:
+        return pq.read_schema(scored[0]["chunk"])
+    partition = _partition(located)
+    return report_schema(_id_type(located), _passthrough_schema(partition))
+
+
+def _level_counts(table: pa.Table) -> dict[str, int]:
+    counts = pc.value_counts(table.column("risk_level"))
+    return {
+        item["values"].as_py(): item["counts"].as_py() for item in counts
+    }
+
+
+def run(settings: Settings, day: dt.date) -> dict:
+    """Run every step in this process, as one Airflow DAG run would."""
+    located = locate(settings, day)
+    validated = validate(settings, located)
+    scored = [score_chunk(settings, located, chunk) for chunk in validated["chunks"]]
+    return publish(settings, located, validated, scored)

@@ -1,0 +1,236 @@
+"""Partition discovery, schema checks and batched reading of the warehouse.
+
+A partition is ``<warehouse>/<table>/dt=YYYY-MM-DD/`` holding one or more
+Parquet files. Marker files (``_SUCCESS``), checksums (``*.crc``) and hidden
+files are not data and are skipped. Files are read in name order and rows in
+file order, so every run sees the same row order.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from metaguard.config import inside_root
+from metaguard.contract import COLUMNS, COLUMNS_BY_NAME
+from metaguard.exceptions import PartitionNotFound, SchemaMismatch, UnreadableFile
+
+log = logging.getLogger(__name__)
+
+SOURCE_FILE = "source_file"
+SOURCE_ROW = "source_row"
+
+
+@dataclass(frozen=True)
+class Partition:
+    """One day's folder of a warehouse table and its data files."""
+
+    day: dt.date
+    path: Path
+    files: tuple[Path, ...]
+    id_is_string: bool
+    passthrough: tuple[str, ...]
+
+    @property
+    def file_names(self) -> list[str]:
+        """Return the data file names, relative to the partition folder."""
+        return [f.name for f in self.files]
+
+
+def partition_path(warehouse: Path, table: str, day: dt.date) -> Path:
+    """Return ``<warehouse>/<table>/dt=YYYY-MM-DD``, checked to stay inside it."""
+    return inside_root(warehouse, table, f"dt={day.isoformat()}")
+
+
+def is_data_file(path: Path) -> bool:
+    """Tell whether a file in a partition folder holds data, not a marker."""
+    name = path.name
+    return path.is_file() and not name.startswith(("_", ".")) and not name.endswith(
+        ".crc"
+    )
+
+
+def data_files(folder: Path) -> list[Path]:
+    """List a partition folder's data files in name order."""
+    return sorted(p for p in folder.iterdir() if is_data_file(p))
+
+
+def locate_partition(
+    warehouse: Path,
+    day: dt.date,
+    passthrough: tuple[str, ...] = (),
+    table: str = "transactions",
+) -> Partition:
+    """Find a day's partition and check every file's schema against the contract.
+
+    Raises :class:`PartitionNotFound` naming the path when the folder is
+    missing or holds no data files, :class:`UnreadableFile` for a file that is
+    not Parquet, and :class:`SchemaMismatch` for a missing column or a type
+    that cannot be read as the contract's.
+    """
+    if not warehouse.is_dir():
+        raise PartitionNotFound(f"warehouse folder {warehouse} does not exist")
+    folder = partition_path(warehouse, table, day)
+    if not folder.is_dir():
+        raise PartitionNotFound(
+            f"partition folder {folder} not found; expected Parquet files for "
+            f"{day.isoformat()} there"
+        )
+    files = data_files(folder)
+    if not files:
+        raise PartitionNotFound(
+            f"partition folder {folder} holds no data files "
+            "(markers, .crc and hidden files are ignored)"
+        )
+    schemas = {f: read_schema(f) for f in files}
+    for path, schema in schemas.items():
+        check_schema(path, schema)
+    id_is_string = any(
+        _is_string(schema.field("transaction_id").type) for schema in schemas.values()
+    )
+    present = [
+        c for c in passthrough if all(c in s.names for s in schemas.values())
+    ]
+    missing = sorted(set(passthrough) - set(present))
+    if missing:
+        log.warning(
+            "pass-through column(s) %s are absent from some files of %s; "
+            "the report leaves them out",
+            missing,
+            folder,
+        )
+    return Partition(day, folder, tuple(files), id_is_string, tuple(present))
+
+
+def read_schema(path: Path) -> pa.Schema:
+    """Read a Parquet file's schema, raising :class:`UnreadableFile` if it fails."""
+    try:
+        return pq.read_schema(path)
+    except (pa.ArrowInvalid, OSError) as error:
+        raise UnreadableFile(
+            f"{path} is not a readable Parquet file ({error}); replace or remove it"
+        ) from error
+
+
+def _is_string(data_type: pa.DataType) -> bool:
+    return pa.types.is_string(data_type) or pa.types.is_large_string(data_type)
+
+
+def _is_numeric(data_type: pa.DataType) -> bool:
+    return (
+        pa.types.is_integer(data_type)
+        or pa.types.is_floating(data_type)
+        or pa.types.is_decimal(data_type)
+    )
+
+
+def check_schema(path: Path, schema: pa.Schema) -> None:
+    """Check that a file has every required column in a readable type.
+
+    Extra columns and another column order are fine. Integer columns may be
+    stored as floats; whole values are checked while reading.
+    """
+    for column in COLUMNS:
+        if column.name not in schema.names:
+            raise SchemaMismatch(
+                f"{path}: required column '{column.name}' is missing; "
+                f"found columns {schema.names}"
+            )
+        found = schema.field(column.name).type
+        if column.kind == "id":
+            ok = pa.types.is_integer(found) or _is_string(found)
+            expected = "int64 or string"
+        else:
+            ok = _is_numeric(found)
+            expected = f"{'a float' if column.kind == 'float' else 'an integer'} " + (
+                column.bounds_text
+            )
+        if not ok:
+            raise SchemaMismatch(
+                f"{path}: column '{column.name}' has type {found}; expected {expected}"
+            )
+
+
+def iter_batches(
+    partition: Partition, batch_rows: int
+) -> Iterator[pd.DataFrame]:
+    """Yield the partition as pandas frames of at most ``batch_rows`` rows.
+
+    Contract columns arrive as float64 (``transaction_id`` as nullable Int64 or
+    string) so nulls, NaN and infinities reach validation intact. Each frame
+    carries ``source_file`` and ``source_row`` to trace every row to its file.
+    """
+    columns = [c.name for c in COLUMNS] + list(partition.passthrough)
+    for path in partition.files:
+        try:
+            parquet = pq.ParquetFile(path)
+            offset = 0
+            for batch in parquet.iter_batches(batch_size=batch_rows, columns=columns):
+                yield _to_frame(batch, path, offset, partition)
+                offset += batch.num_rows
+        except (pa.ArrowInvalid, OSError) as error:
+            raise UnreadableFile(
+                f"{path} could not be read ({error}); replace or remove it"
+            ) from error
+
+
+def _to_frame(
+    batch: pa.RecordBatch, path: Path, offset: int, partition: Partition
+) -> pd.DataFrame:
+    data: dict[str, object] = {}
+    ids = batch.column("transaction_id")
+    if partition.id_is_string:
+        data["transaction_id"] = pd.Series(ids.cast(pa.string()).to_pylist(), dtype=object)
+    else:
+        data["transaction_id"] = pd.array(ids.cast(pa.int64()).to_pandas(), "Int64")
+    for column in COLUMNS[1:]:
+        data[column.name] = _as_float(batch.column(column.name), path, column.name)
+    for name in partition.passthrough:
+        data[name] = batch.column(name).to_pandas()
+    frame = pd.DataFrame(data)
+    frame[SOURCE_FILE] = path.name
+    frame[SOURCE_ROW] = np.arange(offset, offset + batch.num_rows, dtype=np.int64)
+    return frame
+
+
+def _as_float(array: pa.Array, path: Path, name: str) -> np.ndarray:
+    values = pc.cast(array, pa.float64(), safe=False).to_numpy(zero_copy_only=False)
+    column = COLUMNS_BY_NAME[name]
+    if column.kind == "integer" and pa.types.is_floating(array.type):
+        finite = values[np.isfinite(values)]
+        fractional = finite[finite != np.floor(finite)]
+        if fractional.size:
+            raise SchemaMismatch(
+                f"{path}: column '{name}' holds the non-integer value "
+                f"{fractional[0]!r} (type {array.type}); expected an integer "
+                f"{column.bounds_text}"
+            )
+    return values
+
+
+def read_table(
+    warehouse: Path, table: str, day: dt.date, columns: list[str]
+) -> pa.Table | None:
+    """Read some columns of one day of a table, or None when the day is absent."""
+    folder = partition_path(warehouse, table, day)
+    if not folder.is_dir():
+        return None
+    files = data_files(folder)
+    if not files:
+        return None
+    tables = []
+    for path in files:
+        try:
+            tables.append(pq.read_table(path, columns=columns))
+        except (pa.ArrowInvalid, OSError) as error:
+            raise UnreadableFile(f"{path} could not be read ({error})") from error
+    return pa.concat_tables(tables, promote_options="permissive")
