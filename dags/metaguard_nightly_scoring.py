@@ -90,7 +90,10 @@ def metaguard_nightly_scoring():
 
         settings, _ = _context()
         with no_retry():
-            summary = nightly.publish(settings, located, validated, list(scored))
+            # Index the mapped results: iterating probes one past the end,
+            # which the Task SDK logs as a missing XCom.
+            results = [scored[i] for i in range(len(scored))]
+            summary = nightly.publish(settings, located, validated, results)
         extra = {k: summary[k] for k in ("date", "rows_in", "scored", "quarantined",
                                          "suspicious", "model_version", "report_path")}
         get_current_context()["outlet_events"][RISK_REPORTS].extra = extra
@@ -102,4 +105,4 @@ def metaguard_nightly_scoring():
     publish(located, validated, scored)
 
 
-metaguard_nightly_scoring()
+dag = metaguard_nightly_scoring()

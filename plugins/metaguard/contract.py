@@ -50,10 +50,14 @@ class Column:
         """Describe the accepted range, for error messages and docs."""
         parts = []
         if self.minimum is not None:
-            parts.append(f"{'>' if self.exclusive_min else '>='} {self.minimum:g}")
+            parts.append(f"{'>' if self.exclusive_min else '>='} {_number(self.minimum)}")
         if self.maximum is not None:
-            parts.append(f"<= {self.maximum:g}")
+            parts.append(f"<= {_number(self.maximum)}")
         return " and ".join(parts) or "any value"
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
 
 
 COLUMNS: tuple[Column, ...] = (

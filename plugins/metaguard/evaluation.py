@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from metaguard.features import feature_frame
 
 HISTOGRAM_BINS = 10
 
@@ -46,7 +45,9 @@ def evaluate(pipeline, features: list[str], frame: pd.DataFrame, threshold: floa
         roc_auc_score,
     )
 
-    scores = pipeline.predict_proba(feature_frame(frame, features))[:, 1]
+    from metaguard.scoring import predict_scores
+
+    scores = predict_scores(pipeline, frame, features)
     labels = frame["is_fraud"].to_numpy()
     flagged = scores > threshold
     return {

@@ -122,5 +122,6 @@ def _join_labels(settings: Settings, day: dt.date, valid: pd.DataFrame) -> pd.Da
 
 def _history_store(settings: Settings):
     from metaguard.history import HistoryStore
+    from metaguard.nightly import history_state_dir
 
-    return HistoryStore(settings.output / "state" / "history", settings.warehouse)
+    return HistoryStore(history_state_dir(settings), settings.warehouse)

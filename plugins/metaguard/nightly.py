@@ -302,11 +302,24 @@ def score_chunk(settings: Settings, located: dict, chunk: str) -> dict:
 
 
 def _with_features(frame: pd.DataFrame, located: dict, settings: Settings) -> pd.DataFrame:
+    """Add history features to a chunk, counting the whole day's earlier rows."""
     if located["feature_set"] != "history":
         return frame
-    from metaguard.history_scoring import add_day_history
+    from metaguard.history import HistoryStore, add_history_features
 
-    return add_day_history(frame, located, settings)
+    valid = staging_dir(settings, located) / "valid"
+    columns = ["customer_id", "terminal_id", "event_time", "amount"]
+    day_rows = pa.concat_tables(
+        pq.read_table(path, columns=columns) for path in sorted(valid.glob("chunk-*"))
+    ).to_pandas()
+    store = HistoryStore(history_state_dir(settings), settings.warehouse)
+    day = dt.date.fromisoformat(located["day"])
+    return add_history_features(frame, day, store, day_rows=day_rows)
+
+
+def history_state_dir(settings: Settings) -> Path:
+    """Return the folder of per-day history aggregates under the output root."""
+    return settings.output / "state" / "history"
 
 
 def publish(

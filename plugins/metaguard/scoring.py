@@ -29,6 +29,23 @@ SCORE_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
 )
 
 
+def predict_scores(pipeline, frame: pd.DataFrame, features: list[str]) -> np.ndarray:
+    """Return the fraud probability of each row, identical on every rerun.
+
+    Estimators that predict in parallel threads (random forests) add up tree
+    outputs in a varying order, which changes the last bits of a score from
+    run to run. Prediction therefore runs single-threaded; chunks of a large
+    day are scored in parallel by Airflow instead.
+    """
+    if not len(frame):
+        return np.zeros(0, dtype=np.float64)
+    for _, step in getattr(pipeline, "steps", [("model", pipeline)]):
+        if "n_jobs" in step.get_params(deep=False):
+            step.set_params(n_jobs=1)
+    probabilities = pipeline.predict_proba(feature_frame(frame, features))
+    return probabilities[:, 1].astype(np.float64)
+
+
 def reason_codes(frame: pd.DataFrame) -> list[list[str]]:
     """Return, per row, the reason codes whose rule the row meets."""
     masks = {
@@ -72,11 +89,7 @@ def score_frame(
     ``frame`` holds the contract columns, any pass-through columns and the
     feature columns that the model needs.
     """
-    if len(frame):
-        probabilities = model.pipeline.predict_proba(feature_frame(frame, model.features))
-        scores = probabilities[:, 1].astype(np.float64)
-    else:
-        scores = np.zeros(0, dtype=np.float64)
+    scores = predict_scores(model.pipeline, frame, model.features)
     columns = {name: frame[name] for name in COLUMN_NAMES}
     for name in schema.names:
         if name not in columns and name in frame.columns:
