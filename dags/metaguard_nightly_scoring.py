@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import pendulum
 from airflow.sdk import (
-    Asset,
     CronDataIntervalTimetable,
     Param,
     dag,
@@ -17,10 +16,8 @@ from airflow.sdk import (
     task,
 )
 
+from metaguard.assets import RISK_REPORTS
 from metaguard.dagkit import RETRY_ARGS, log_failure, no_retry, run_date, run_settings
-
-RISK_REPORTS = Asset(name="metaguard_risk_reports", uri="metaguard://risk_reports")
-CHAMPION_MODEL = Asset(name="metaguard_champion_model", uri="metaguard://champion")
 
 
 def _context():

@@ -47,7 +47,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
     else:
         raise MetaGuardError("give --date, or both --start and --end")
-    settings.extra["promotion_margin"] = args.margin
     decision = train(
         settings,
         windows,
@@ -55,6 +54,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         feature_set=args.features,
         seed=args.seed,
         require_validation=bool(args.date),
+        margin=args.margin,
     )
     print(json.dumps(decision, indent=2, default=str))
     return 0

@@ -11,7 +11,7 @@ import datetime as dt
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from metaguard.exceptions import ConfigError, PathOutsideRoot
@@ -36,7 +36,6 @@ class Settings:
     high_risk_from: float = 0.70
     passthrough_columns: tuple[str, ...] = DEFAULT_PASSTHROUGH
     batch_rows: int = 250_000
-    extra: dict = field(default_factory=dict)
 
     def with_overrides(self, overrides: Mapping[str, object]) -> Settings:
         """Return a copy with Params applied, validated like the variables."""

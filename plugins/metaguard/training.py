@@ -136,6 +136,7 @@ def train(
     feature_set: str = "auto",
     seed: int = 0,
     require_validation: bool = True,
+    margin: float = 0.0,
 ) -> dict:
     """Fit a challenger, evaluate it, register it and apply the promotion gate.
 
@@ -174,7 +175,7 @@ def train(
         "created_at": dt.datetime.now(dt.UTC).isoformat(),
     }
     version = registry.register(settings.models, pipeline, metadata)
-    return gate(settings, version, metrics, validation)
+    return gate(settings, version, metrics, validation, margin)
 
 
 def _load_validation(settings, windows, feature_set, required):
@@ -203,13 +204,14 @@ def _champion_needs_history(settings: Settings) -> bool:
     return registry.read_metadata(settings.models, version).get("feature_set") == "history"
 
 
-def gate(settings: Settings, version: str, metrics: dict, validation, margin: float | None = None) -> dict:
+def gate(
+    settings: Settings, version: str, metrics: dict, validation, margin: float = 0.0
+) -> dict:
     """Promote ``version`` only if its average precision beats the champion's.
 
     The champion is re-scored on the same validation rows, so both numbers
     come from one window. Every decision is appended to ``promotions.jsonl``.
     """
-    margin = settings.extra.get("promotion_margin", 0.0) if margin is None else margin
     champion = registry.champion_version(settings.models)
     decision = {
         "challenger": version,
