@@ -167,10 +167,10 @@ def _column_list(variable: str, raw: object) -> tuple[str, ...]:
     return columns
 
 
-def parse_date(raw: object, what: str = "date") -> dt.date:
+def parse_date(raw: object, label: str = "date") -> dt.date:
     """Parse ``YYYY-MM-DD`` (or an ISO timestamp, a date, a datetime) into a date.
 
-    Raises :class:`ConfigError` naming ``what`` and the value otherwise.
+    Raises :class:`ConfigError` naming ``label`` and the value otherwise.
     """
     if isinstance(raw, dt.datetime):
         return raw.date()
@@ -183,7 +183,7 @@ def parse_date(raw: object, what: str = "date") -> dt.date:
         return dt.datetime.fromisoformat(text).date()
     except ValueError:
         raise ConfigError(
-            f"{what} {text!r} is not a date; expected YYYY-MM-DD"
+            f"{label} {text!r} is not a date; expected YYYY-MM-DD"
         ) from None
 
 
