@@ -69,6 +69,12 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from metaguard.bench import run_command
+
+    return run_command(args.rows, args.sample, args.workdir, args.json, args.write_docs)
+
+
 def cmd_suite(args: argparse.Namespace) -> int:
     from metaguard.validation import SUITE_PATH, suite_json, write_suite
 
@@ -80,6 +86,16 @@ def cmd_suite(args: argparse.Namespace) -> int:
         print(f"{SUITE_PATH} differs from the contract; run 'metaguard suite --write'")
         return 1
     print(f"{SUITE_PATH} matches the contract")
+    return 0
+
+
+def cmd_quality(args: argparse.Namespace) -> int:
+    from metaguard.quality import day_figures, format_figures
+
+    settings = _settings(args)
+    start = parse_date(args.start, "--start")
+    end = parse_date(args.end, "--end")
+    print(format_figures(day_figures(settings.output, start, end)))
     return 0
 
 
@@ -125,9 +141,39 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--date", required=True, help="partition date, YYYY-MM-DD")
     score.set_defaults(func=cmd_score)
 
+    bench = commands.add_parser(
+        "bench", help="time four scoring paths on a generated partition"
+    )
+    bench.add_argument(
+        "--rows", type=int, nargs="+", required=True,
+        help="partition size in rows; give several sizes to run each in turn",
+    )
+    bench.add_argument(
+        "--sample", type=int, default=1000,
+        help="rows scored one at a time by the per-transaction path (default 1000)",
+    )
+    bench.add_argument(
+        "--workdir", help="folder for the data and outputs (default: a temporary one)"
+    )
+    bench.add_argument(
+        "--json", action="store_true", help="print one JSON object per size, no table"
+    )
+    bench.add_argument(
+        "--write-docs", action="store_true", help="write docs/benchmarks.md"
+    )
+    bench.set_defaults(func=cmd_bench)
+
     suite = commands.add_parser("suite", help="check or regenerate the GX suite")
     suite.add_argument("--write", action="store_true", help="regenerate the file")
     suite.set_defaults(func=cmd_suite)
+
+    quality = commands.add_parser(
+        "quality", help="print daily data-quality figures from the quality tables"
+    )
+    quality.add_argument("--output", help="output root (METAGUARD_OUTPUT)")
+    quality.add_argument("--start", required=True, help="first day, YYYY-MM-DD")
+    quality.add_argument("--end", required=True, help="last day, YYYY-MM-DD")
+    quality.set_defaults(func=cmd_quality)
     return parser
 
 
