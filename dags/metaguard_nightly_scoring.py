@@ -17,7 +17,7 @@ from airflow.sdk import (
 )
 
 from metaguard.assets import RISK_REPORTS
-from metaguard.dagkit import RETRY_ARGS, log_failure, no_retry, run_date, run_settings
+from metaguard.dagkit import no_retry, run_date, run_settings, task_defaults
 
 
 def _context():
@@ -32,7 +32,7 @@ def _context():
     start_date=pendulum.datetime(2000, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=4,
-    default_args={**RETRY_ARGS, "on_failure_callback": log_failure},
+    default_args=task_defaults(),
     params={
         "date": Param(
             None,
@@ -81,7 +81,10 @@ def metaguard_nightly_scoring():
         with no_retry():
             return nightly.score_chunk(settings, located, chunk)
 
-    @task(outlets=[RISK_REPORTS])
+    # An empty partition stages no chunk, so the mapped score task is skipped.
+    # none_failed still publishes the empty report then, and publish does not
+    # run when an upstream task failed.
+    @task(outlets=[RISK_REPORTS], trigger_rule="none_failed")
     def publish(located: dict, validated: dict, scored: list[dict]) -> dict:
         from metaguard import nightly
 

@@ -89,13 +89,11 @@ def register(models: Path, pipeline: object, metadata: dict) -> str:
 
 def read_metadata(models: Path, version: str) -> dict:
     """Read a version's metadata, raising when the version is unknown."""
-    import json
-
     folder = _version_folder(models, version)
     path = folder / METADATA_FILE
     if not path.is_file():
         raise ModelIntegrityError(f"model metadata {path} not found")
-    return json.loads(path.read_text())
+    return _read_json_object(path)
 
 
 def load_model(models: Path, version: str) -> LoadedModel:
@@ -108,7 +106,12 @@ def load_model(models: Path, version: str) -> LoadedModel:
 
     metadata = read_metadata(models, version)
     artifact = _version_folder(models, version) / MODEL_FILE
-    if not artifact.is_file() or artifact.is_symlink():
+    if artifact.is_symlink():
+        raise ModelIntegrityError(
+            f"model artifact {artifact} is a symbolic link; the registry loads "
+            "only regular files"
+        )
+    if not artifact.is_file():
         raise ModelIntegrityError(f"model artifact {artifact} not found")
     expected = metadata.get("sha256", "")
     actual = sha256_file(artifact)
@@ -125,12 +128,16 @@ def load_model(models: Path, version: str) -> LoadedModel:
 
 def champion_version(models: Path) -> str | None:
     """Return the champion's version, or None when no champion exists yet."""
-    import json
-
     path = models / CHAMPION_FILE
     if not path.is_file():
         return None
-    return json.loads(path.read_text())["version"]
+    version = _read_json_object(path).get("version")
+    if not isinstance(version, str) or not version:
+        raise ModelIntegrityError(
+            f"{path} is invalid: expected a 'version' string, found {version!r}; "
+            "restore the file from a backup or retrain"
+        )
+    return version
 
 
 def load_champion(models: Path) -> LoadedModel:
@@ -161,6 +168,24 @@ def set_champion(models: Path, version: str, reason: str) -> None:
 def record_decision(models: Path, decision: dict) -> None:
     """Append a promotion decision to ``promotions.jsonl``."""
     append_jsonl(models / PROMOTIONS_FILE, decision)
+
+
+def _read_json_object(path: Path) -> dict:
+    """Read a registry JSON file, raising :class:`ModelIntegrityError` if malformed."""
+    import json
+
+    try:
+        payload = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ModelIntegrityError(
+            f"{path} is invalid: {error}; restore the file from a backup or retrain"
+        ) from None
+    if not isinstance(payload, dict):
+        raise ModelIntegrityError(
+            f"{path} is invalid: expected a JSON object; "
+            "restore the file from a backup or retrain"
+        )
+    return payload
 
 
 def _version_folder(models: Path, version: str) -> Path:

@@ -74,8 +74,9 @@ def locate_partition(
 
     Raises :class:`PartitionNotFound` naming the path when the folder is
     missing or holds no data files, :class:`UnreadableFile` for a file that is
-    not Parquet, and :class:`SchemaMismatch` for a missing column or a type
-    that cannot be read as the contract's.
+    not Parquet, :class:`SchemaMismatch` for a missing column or a type
+    that cannot be read as the contract's, and :class:`PathOutsideRoot` for a
+    folder or file whose symlink leads outside the warehouse.
     """
     if not warehouse.is_dir():
         raise PartitionNotFound(f"warehouse folder {warehouse} does not exist")
@@ -91,6 +92,9 @@ def locate_partition(
             f"partition folder {folder} holds no data files "
             "(markers, .crc and hidden files are ignored)"
         )
+    for path in files:
+        # A data file may be a symlink, but only to a file inside the warehouse.
+        inside_root(warehouse, table, folder.name, path.name)
     schemas = {f: read_schema(f) for f in files}
     for path, schema in schemas.items():
         check_schema(path, schema)
@@ -211,7 +215,7 @@ def _as_float(array: pa.Array, path: Path, name: str) -> np.ndarray:
         if fractional.size:
             raise SchemaMismatch(
                 f"{path}: column '{name}' holds the non-integer value "
-                f"{fractional[0]!r} (type {array.type}); expected an integer "
+                f"{float(fractional[0])!r} (type {array.type}); expected an integer "
                 f"{column.bounds_text}"
             )
     return values
