@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import pendulum
 from airflow.sdk import (
-    Asset,
     CronDataIntervalTimetable,
     Param,
     dag,
@@ -23,9 +22,8 @@ from airflow.sdk import (
     task,
 )
 
-from metaguard.dagkit import RETRY_ARGS, log_failure, no_retry, run_date, run_settings
-
-QUALITY_REPORTS = Asset(name="metaguard_quality_reports", uri="metaguard://quality")
+from metaguard.assets import QUALITY_REPORTS
+from metaguard.dagkit import no_retry, run_date, run_settings, task_defaults
 
 
 def _settings():
@@ -43,7 +41,7 @@ def _settings():
     start_date=pendulum.datetime(2000, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=2,
-    default_args={**RETRY_ARGS, "on_failure_callback": log_failure},
+    default_args=task_defaults(),
     params={
         "start": Param(
             None,

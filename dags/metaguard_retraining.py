@@ -14,7 +14,7 @@ import pendulum
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, get_current_context, task
 
 from metaguard.assets import CHAMPION_MODEL
-from metaguard.dagkit import RETRY_ARGS, log_failure, no_retry, run_date, run_settings
+from metaguard.dagkit import no_retry, run_date, run_settings, task_defaults
 
 
 @dag(
@@ -23,7 +23,7 @@ from metaguard.dagkit import RETRY_ARGS, log_failure, no_retry, run_date, run_se
     start_date=pendulum.datetime(2000, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
-    default_args={**RETRY_ARGS, "on_failure_callback": log_failure},
+    default_args=task_defaults(),
     params={
         "date": Param(
             None, type=["null", "string"], format="date",

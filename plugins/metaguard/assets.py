@@ -6,4 +6,4 @@ from airflow.sdk import Asset
 
 RISK_REPORTS = Asset(name="metaguard_risk_reports", uri="metaguard://risk_reports")
 CHAMPION_MODEL = Asset(name="metaguard_champion_model", uri="metaguard://champion")
-DATA_QUALITY = Asset(name="metaguard_data_quality", uri="metaguard://data_quality")
+QUALITY_REPORTS = Asset(name="metaguard_quality_reports", uri="metaguard://quality")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
@@ -38,6 +39,20 @@ RETRY_ARGS = {
     "retry_exponential_backoff": True,
     "max_retry_delay": dt.timedelta(minutes=10),
 }
+
+
+def task_defaults() -> dict:
+    """Return the DAGs' ``default_args``: retries, failure log and pool.
+
+    ``METAGUARD_POOL`` names the Airflow pool whose slots cap MetaGuard's
+    running tasks across all runs (the compose deployment creates
+    ``metaguard``); without it tasks use ``default_pool``.
+    """
+    return {
+        **RETRY_ARGS,
+        "pool": os.environ.get("METAGUARD_POOL") or "default_pool",
+        "on_failure_callback": log_failure,
+    }
 
 
 def run_settings(params: Mapping[str, object]) -> Settings:
@@ -78,7 +93,8 @@ def log_failure(context: Mapping[str, object]) -> None:
     """Log one line per failed task: DAG, task, date and the reason."""
     task_instance = context.get("task_instance") or context.get("ti")
     params = context.get("params") or {}
-    date = params.get("date") or context.get("logical_date") or "?"
+    logical = context.get("logical_date")
+    date = params.get("date") or (logical.date().isoformat() if logical else "?")
     error = context.get("exception")
     log.error(
         "MetaGuard task failed: dag=%s task=%s date=%s try=%s reason=%s",
