@@ -8,6 +8,7 @@ without the ``METAGUARD_`` prefix) overrides the variable for one run.
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import logging
 import os
 from collections.abc import Mapping
@@ -15,6 +16,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from metaguard.exceptions import ConfigError, PathOutsideRoot
+
+log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEMO_ROOT = REPO_ROOT / "demo"
@@ -67,6 +70,7 @@ def load_settings(
     accepted range when a value is invalid.
     """
     environ = os.environ if environ is None else environ
+    _warn_unknown_variables(environ)
     values: dict[str, object] = {}
     for key, variable in _ENV.items():
         if environ.get(variable, "") != "":
@@ -75,6 +79,40 @@ def load_settings(
     if overrides:
         settings = settings.with_overrides(overrides)
     return settings
+
+
+# Variables read by other parts of MetaGuard (quality checks, the DAG pool,
+# the test suite and the compose file), so they are not reported as unknown.
+OTHER_VARIABLES = frozenset(
+    {
+        "METAGUARD_PSI_WARN",
+        "METAGUARD_PSI_FLAG",
+        "METAGUARD_DATA_DOCS_KEEP",
+        "METAGUARD_POOL",
+        "METAGUARD_POOL_SLOTS",
+        "METAGUARD_IMAGE",
+        "METAGUARD_HANDBOOK",
+        "METAGUARD_REQUIRE_HANDBOOK",
+    }
+)
+
+
+def _warn_unknown_variables(environ: Mapping[str, str]) -> None:
+    """Log a warning for each METAGUARD_* variable that no setting reads.
+
+    A misspelt name such as METAGUARD_RISK_TRESHOLD would otherwise leave the
+    default in force without a word.
+    """
+    known = set(_ENV.values()) | OTHER_VARIABLES
+    for variable in sorted(environ):
+        if variable.startswith("METAGUARD_") and variable not in known:
+            close = difflib.get_close_matches(variable, sorted(known), n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            log.warning(
+                "environment variable %s is not a MetaGuard setting and is ignored%s",
+                variable,
+                hint,
+            )
 
 
 def _build(

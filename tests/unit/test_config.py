@@ -64,3 +64,11 @@ def test_inside_root_rejects_symlink_escape(tmp_path):
     (root / "link").symlink_to(tmp_path)
     with pytest.raises(PathOutsideRoot, match="outside the root"):
         inside_root(root, "link", "x")
+
+
+def test_misspelt_variable_is_warned(caplog):
+    with caplog.at_level("WARNING", logger="metaguard.config"):
+        settings = load_settings({"METAGUARD_RISK_TRESHOLD": "0.3"})
+    assert settings.risk_threshold == 0.5
+    assert "METAGUARD_RISK_TRESHOLD is not a MetaGuard setting" in caplog.text
+    assert "did you mean METAGUARD_RISK_THRESHOLD?" in caplog.text
