@@ -222,7 +222,7 @@ def test_shifted_partition_is_flagged(tmp_path, caplog):
     shifted["amount"] = shifted["amount"] * 4.0
     write_partition(settings.warehouse, DAY, shifted)
 
-    with caplog.at_level(logging.WARNING, logger="metaguard.quality"):
+    with caplog.at_level(logging.WARNING, logger="metaguard.drift"):
         summary = _check(settings)
     drift = _table(settings).query("kind == 'drift'").set_index("column")
 
