@@ -47,6 +47,9 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+bench: $(STAMP)
+	$(BIN)/metaguard bench --rows 1000000 10000000 --write-docs
+
 suite: $(STAMP)
 	$(BIN)/metaguard suite --write
 

@@ -30,7 +30,6 @@ from metaguard.publish import (
     atomic_parquet_writer,
     remove_stale_temporaries,
     write_json,
-    write_parquet,
 )
 from metaguard.scoring import report_schema, score_frame
 from metaguard.validation import (
@@ -284,21 +283,35 @@ def _to_table(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
 
 
 def score_chunk(settings: Settings, located: dict, chunk: str) -> dict:
-    """Score one staged chunk with the run's model and stage the result."""
+    """Score one staged chunk with the run's model and stage the result.
+
+    The chunk is read and scored in record batches of ``settings.batch_rows``
+    rows, so memory follows the batch size, not the chunk size.
+    """
     staging = staging_dir(settings, located)
     source = inside_root(staging, "valid", Path(chunk).name)
     target = staging / "scored" / source.name
     model = registry.load_model(settings.models, located["model_version"])
-    staged = pq.read_schema(source)
-    passthrough = pa.schema([f for f in staged if f.name not in COLUMN_NAMES])
+    staged = pq.ParquetFile(source)
+    passthrough = pa.schema(
+        [f for f in staged.schema_arrow if f.name not in COLUMN_NAMES]
+    )
     schema = report_schema(_id_type(located), passthrough)
-    frame = pq.read_table(source).to_pandas()
-    frame = _with_features(frame, located, settings)
-    table = score_frame(frame, model, settings, schema)
-    write_parquet(target, table)
-    suspicious = int(pc.sum(table.column("is_suspicious")).as_py() or 0)
-    log.info("scored %s: %d rows, %d suspicious", source.name, table.num_rows, suspicious)
-    return {"chunk": str(target), "rows": table.num_rows, "suspicious": suspicious}
+    batch_rows = settings.batch_rows
+    if located["feature_set"] == "history":
+        # History features read the day's state files on every call, so a
+        # history chunk is scored in one batch, as large as the chunk.
+        batch_rows = max(staged.metadata.num_rows, 1)
+    rows = suspicious = 0
+    with atomic_parquet_writer(target, schema) as writer:
+        for batch in staged.iter_batches(batch_size=batch_rows):
+            frame = _with_features(batch.to_pandas(), located, settings)
+            table = score_frame(frame, model, settings, schema)
+            writer.write_table(table)
+            rows += table.num_rows
+            suspicious += int(pc.sum(table.column("is_suspicious")).as_py() or 0)
+    log.info("scored %s: %d rows, %d suspicious", source.name, rows, suspicious)
+    return {"chunk": str(target), "rows": rows, "suspicious": suspicious}
 
 
 def _with_features(frame: pd.DataFrame, located: dict, settings: Settings) -> pd.DataFrame:
@@ -334,10 +347,14 @@ def publish(
     levels = {"Low": 0, "Medium": 0, "High": 0}
     with atomic_parquet_writer(report_path, schema) as writer:
         for item in ordered:
-            table = pq.read_table(inside_root(staging, "scored", Path(item["chunk"]).name))
-            writer.write_table(table.cast(schema))
-            for level, count in _level_counts(table).items():
-                levels[level] += count
+            scored_file = pq.ParquetFile(
+                inside_root(staging, "scored", Path(item["chunk"]).name)
+            )
+            for batch in scored_file.iter_batches(batch_size=settings.batch_rows):
+                table = pa.Table.from_batches([batch]).cast(schema)
+                writer.write_table(table)
+                for level, count in _level_counts(table).items():
+                    levels[level] += count
     scored_rows = sum(s["rows"] for s in ordered)
     summary = {
         "date": located["day"],

@@ -7,7 +7,7 @@ import pandas as pd
 import pyarrow as pa
 
 from metaguard.config import Settings
-from metaguard.contract import COLUMNS, COLUMN_NAMES
+from metaguard.contract import COLUMNS
 from metaguard.features import feature_frame
 from metaguard.registry import LoadedModel
 
@@ -48,17 +48,27 @@ def predict_scores(pipeline, frame: pd.DataFrame, features: list[str]) -> np.nda
 
 def reason_codes(frame: pd.DataFrame) -> list[list[str]]:
     """Return, per row, the reason codes whose rule the row meets."""
+    return reason_code_array(frame).to_pylist()
+
+
+def reason_code_array(frame: pd.DataFrame) -> pa.ListArray:
+    """Build the per-row reason codes as an Arrow list array, without a row loop."""
+    hour = frame["hour"].to_numpy()
     masks = {
         "high_amount": frame["amount"].to_numpy() > 1000,
         "new_account": frame["user_age_days"].to_numpy() < 30,
         "high_frequency": frame["transaction_count"].to_numpy() > 20,
-        "unusual_hour": (frame["hour"].to_numpy() < 6) | (frame["hour"].to_numpy() > 22),
+        "unusual_hour": (hour < 6) | (hour > 22),
     }
     codes = [code for code, _ in REASON_RULES]
-    stacked = np.column_stack([masks[c] for c in codes]) if len(frame) else None
-    if stacked is None:
-        return []
-    return [[codes[j] for j in np.flatnonzero(row)] for row in stacked]
+    # One row per transaction and one column per code, in REASON_RULES order,
+    # so the row-major positions of the hits list each row's codes in order.
+    stacked = np.column_stack([masks[c] for c in codes]).reshape(len(frame), len(codes))
+    offsets = np.zeros(len(frame) + 1, dtype=np.int32)
+    np.cumsum(stacked.sum(axis=1), out=offsets[1:])
+    code_index = np.flatnonzero(stacked) % len(codes)
+    values = pa.array(codes, pa.string()).take(pa.array(code_index))
+    return pa.ListArray.from_arrays(pa.array(offsets), values)
 
 
 def risk_levels(scores: np.ndarray, medium_from: float, high_from: float) -> np.ndarray:
@@ -90,16 +100,21 @@ def score_frame(
     feature columns that the model needs.
     """
     scores = predict_scores(model.pipeline, frame, model.features)
-    columns = {name: frame[name] for name in COLUMN_NAMES}
-    for name in schema.names:
-        if name not in columns and name in frame.columns:
-            columns[name] = frame[name]
-    columns["risk_score"] = scores
-    columns["risk_level"] = risk_levels(
-        scores, settings.medium_risk_from, settings.high_risk_from
+    score_names = [name for name, _ in SCORE_COLUMNS]
+    input_schema = pa.schema([f for f in schema if f.name not in score_names])
+    inputs = pa.Table.from_pandas(
+        frame[input_schema.names], schema=input_schema, preserve_index=False
     )
-    columns["is_suspicious"] = scores > settings.risk_threshold
-    columns["reasons"] = reason_codes(frame)
-    columns["model_version"] = [model.version] * len(frame)
-    data = pd.DataFrame(columns, index=frame.index)
-    return pa.Table.from_pandas(data, schema=schema, preserve_index=False)
+    levels = risk_levels(scores, settings.medium_risk_from, settings.high_risk_from)
+    outputs = {
+        "risk_score": pa.array(scores, pa.float64()),
+        "risk_level": pa.array(levels, pa.string()),
+        "is_suspicious": pa.array(scores > settings.risk_threshold, pa.bool_()),
+        "reasons": reason_code_array(frame),
+        "model_version": pa.repeat(pa.scalar(model.version, pa.string()), len(frame)),
+    }
+    arrays = [
+        outputs[name] if name in outputs else inputs.column(name)
+        for name in schema.names
+    ]
+    return pa.Table.from_arrays(arrays, schema=schema)

@@ -163,8 +163,8 @@ def duplicated_ids(files: Iterable[Path], id_is_string: bool) -> pa.Array:
     """Return every ``transaction_id`` that occurs more than once in ``files``.
 
     Reads only the id column. Integer ids need about 20 bytes per row at the
-    peak (the Arrow column and a sorted NumPy copy); string ids are counted in
-    a hash table, which needs several times the size of the ids.
+    peak, for the Arrow column and a sorted NumPy copy. String ids are counted
+    in a hash table, which needs several times the size of the ids.
     """
     target = pa.string() if id_is_string else pa.int64()
     chunks = []
