@@ -56,11 +56,15 @@ def _settings():
             description="Last partition date YYYY-MM-DD; empty uses the logical date",
         ),
         "psi_warn": Param(
-            None, type=["null", "number"], minimum=0,
+            None,
+            type=["null", "number"],
+            minimum=0,
             description="Warn at or above this PSI (METAGUARD_PSI_WARN, default 0.1)",
         ),
         "psi_flag": Param(
-            None, type=["null", "number"], minimum=0,
+            None,
+            type=["null", "number"],
+            minimum=0,
             description="Flag at or above this PSI (METAGUARD_PSI_FLAG, default 0.25)",
         ),
     },

@@ -41,11 +41,17 @@ def _context():
             description="Partition date YYYY-MM-DD; empty uses the logical date",
         ),
         "risk_threshold": Param(
-            None, type=["null", "number"], minimum=0, maximum=1,
+            None,
+            type=["null", "number"],
+            minimum=0,
+            maximum=1,
             description="Suspicious above this score (METAGUARD_RISK_THRESHOLD)",
         ),
         "max_bad_row_share": Param(
-            None, type=["null", "number"], minimum=0, maximum=1,
+            None,
+            type=["null", "number"],
+            minimum=0,
+            maximum=1,
             description="Fail when more rows than this share are quarantined",
         ),
     },
@@ -94,8 +100,18 @@ def metaguard_nightly_scoring():
             # which the Task SDK logs as a missing XCom.
             results = [scored[i] for i in range(len(scored))]
             summary = nightly.publish(settings, located, validated, results)
-        extra = {k: summary[k] for k in ("date", "rows_in", "scored", "quarantined",
-                                         "suspicious", "model_version", "report_path")}
+        extra = {
+            k: summary[k]
+            for k in (
+                "date",
+                "rows_in",
+                "scored",
+                "quarantined",
+                "suspicious",
+                "model_version",
+                "report_path",
+            )
+        }
         get_current_context()["outlet_events"][RISK_REPORTS].extra = extra
         return summary
 

@@ -26,19 +26,28 @@ from metaguard.dagkit import no_retry, run_date, run_settings, task_defaults
     default_args=task_defaults(),
     params={
         "date": Param(
-            None, type=["null", "string"], format="date",
+            None,
+            type=["null", "string"],
+            format="date",
             description="Last validation day YYYY-MM-DD; empty uses the logical date",
         ),
         "train_days": Param(7, type="integer", minimum=1, description="Training days"),
-        "gap_days": Param(7, type="integer", minimum=0, description="Label delay, days"),
-        "valid_days": Param(7, type="integer", minimum=1, description="Validation days"),
+        "gap_days": Param(
+            7, type="integer", minimum=0, description="Label delay, days"
+        ),
+        "valid_days": Param(
+            7, type="integer", minimum=1, description="Validation days"
+        ),
         "estimator": Param(
             "random_forest",
             enum=["random_forest", "hist_gradient_boosting", "logistic_regression"],
         ),
         "feature_set": Param("auto", enum=["auto", "contract", "history"]),
         "promotion_margin": Param(
-            0.0, type="number", minimum=0, maximum=1,
+            0.0,
+            type="number",
+            minimum=0,
+            maximum=1,
             description="Average precision the challenger must gain to be promoted",
         ),
         "seed": Param(0, type="integer", description="Random seed of the estimator"),
@@ -74,7 +83,8 @@ def metaguard_retraining():
 
         if not decision["promoted"]:
             raise AirflowSkipException(
-                f"challenger {decision['challenger']} not promoted: {decision['reason']}"
+                f"challenger {decision['challenger']} not promoted: "
+                f"{decision['reason']}"
             )
         get_current_context()["outlet_events"][CHAMPION_MODEL].extra = {
             "version": decision["challenger"],

@@ -35,8 +35,10 @@ def write_partition(
     """Write one Parquet file into ``<warehouse>/<table>/dt=<day>/``."""
     folder = warehouse / table / f"dt={day.isoformat()}"
     folder.mkdir(parents=True, exist_ok=True)
-    arrow = frame if isinstance(frame, pa.Table) else pa.Table.from_pandas(
-        frame, preserve_index=False
+    arrow = (
+        frame
+        if isinstance(frame, pa.Table)
+        else pa.Table.from_pandas(frame, preserve_index=False)
     )
     path = folder / name
     pq.write_table(arrow, path)

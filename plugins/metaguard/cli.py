@@ -36,7 +36,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if args.date:
         windows = windows_ending(
-            parse_date(args.date, "--date"), args.train_days, args.gap_days, args.valid_days
+            parse_date(args.date, "--date"),
+            args.train_days,
+            args.gap_days,
+            args.valid_days,
         )
     elif args.start and args.end:
         windows = windows_from_training(
@@ -145,11 +148,16 @@ def build_parser() -> argparse.ArgumentParser:
         "bench", help="time four scoring paths on a generated partition"
     )
     bench.add_argument(
-        "--rows", type=int, nargs="+", required=True,
+        "--rows",
+        type=int,
+        nargs="+",
+        required=True,
         help="partition size in rows; give several sizes to run each in turn",
     )
     bench.add_argument(
-        "--sample", type=int, default=1000,
+        "--sample",
+        type=int,
+        default=1000,
         help="rows scored one at a time by the per-transaction path (default 1000)",
     )
     bench.add_argument(

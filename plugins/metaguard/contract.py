@@ -50,7 +50,9 @@ class Column:
         """Describe the accepted range, for error messages and docs."""
         parts = []
         if self.minimum is not None:
-            parts.append(f"{'>' if self.exclusive_min else '>='} {_number(self.minimum)}")
+            parts.append(
+                f"{'>' if self.exclusive_min else '>='} {_number(self.minimum)}"
+            )
         if self.maximum is not None:
             parts.append(f"<= {_number(self.maximum)}")
         return " and ".join(parts) or "any value"
@@ -76,9 +78,7 @@ COLUMNS: tuple[Column, ...] = (
         exclusive_min=True,
     ),
     Column("hour", "integer", "hour of the day", minimum=0, maximum=23),
-    Column(
-        "user_age_days", "integer", "days since the account was opened", minimum=1
-    ),
+    Column("user_age_days", "integer", "days since the account was opened", minimum=1),
     Column(
         "transaction_count",
         "integer",

@@ -133,7 +133,7 @@ def remove_empty_folders(root: Path) -> int:
     removed = 0
     if not root.is_dir():
         return removed
-    for folder, subfolders, files in os.walk(root, topdown=False):
+    for folder, _subfolders, files in os.walk(root, topdown=False):
         path = Path(folder)
         if path != root and not files and not any(path.iterdir()):
             path.rmdir()
@@ -167,6 +167,9 @@ def publish_docs(output: Path, keep: int) -> Path:
     log.info(
         "Data Docs index %s rebuilt (%s); %d old validation result(s) pruned, "
         "keeping %d per suite",
-        index, "all pages" if full else "index only", removed, keep,
+        index,
+        "all pages" if full else "index only",
+        removed,
+        keep,
     )
     return index

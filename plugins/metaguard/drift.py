@@ -126,7 +126,10 @@ def drift_rows(
             log.warning(
                 "partition %s: PSI of %s is %.4f, at or above the flag threshold %s "
                 "(champion %s)",
-                profile.partition.day, name, value, settings.psi_flag,
+                profile.partition.day,
+                name,
+                value,
+                settings.psi_flag,
                 reference.version,
             )
     return rows

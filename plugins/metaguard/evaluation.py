@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-
 HISTOGRAM_BINS = 10
 
 
@@ -30,13 +29,17 @@ def card_precision_at_k(frame: pd.DataFrame, scores: np.ndarray, k: int = 100) -
     values = []
     scored = frame.assign(score=scores)
     for _, day in scored.groupby("day", sort=True):
-        cards = day.groupby("customer_id").agg(score=("score", "max"), fraud=("is_fraud", "max"))
+        cards = day.groupby("customer_id").agg(
+            score=("score", "max"), fraud=("is_fraud", "max")
+        )
         top = cards.nlargest(k, "score")
         values.append(float(top["fraud"].mean()))
     return float(np.mean(values)) if values else float("nan")
 
 
-def evaluate(pipeline, features: list[str], frame: pd.DataFrame, threshold: float) -> dict:
+def evaluate(
+    pipeline, features: list[str], frame: pd.DataFrame, threshold: float
+) -> dict:
     """Score a labelled frame and return the metrics stored in model metadata."""
     from sklearn.metrics import (
         average_precision_score,
@@ -76,7 +79,9 @@ def reference_histograms(frame: pd.DataFrame, features: list[str]) -> dict:
         values = values[np.isfinite(values)]
         if values.size == 0:
             continue
-        inner = np.unique(np.quantile(values, np.linspace(0, 1, HISTOGRAM_BINS + 1)[1:-1]))
+        inner = np.unique(
+            np.quantile(values, np.linspace(0, 1, HISTOGRAM_BINS + 1)[1:-1])
+        )
         edges = np.concatenate([[-np.inf], inner, [np.inf]])
         counts, _ = np.histogram(values, bins=edges)
         histograms[name] = {

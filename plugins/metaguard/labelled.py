@@ -16,10 +16,9 @@ import pandas as pd
 from metaguard.config import Settings
 from metaguard.exceptions import PartitionNotFound
 from metaguard.features import HISTORY_INPUTS
-from metaguard.validation import BatchValidator, apply_duplicates, duplicated_ids, flags_from_result
+from metaguard.validation import BatchValidator, PartitionValidation
 from metaguard.warehouse import (
     data_files,
-    iter_batches,
     locate_partition,
     partition_path,
     read_schema,
@@ -60,14 +59,11 @@ def partition_columns(warehouse, day: dt.date) -> list[str]:
 
 def _valid_rows(settings: Settings, day: dt.date, validator: BatchValidator):
     partition = locate_partition(settings.warehouse, day, passthrough=HISTORY_INPUTS)
-    duplicates = duplicated_ids(partition.files, partition.id_is_string)
     frames, quarantined = [], 0
-    for frame in iter_batches(partition, settings.batch_rows):
-        flags = flags_from_result(validator.validate(frame), len(frame))
-        apply_duplicates(frame, flags, duplicates)
-        bad = flags.mask().to_numpy()
+    for batch in PartitionValidation(partition, settings.batch_rows, validator):
+        bad = batch.flags.mask().to_numpy()
         quarantined += int(bad.sum())
-        frames.append(frame.loc[~bad])
+        frames.append(batch.frame.loc[~bad])
     return pd.concat(frames, ignore_index=True), quarantined
 
 
@@ -106,7 +102,9 @@ def load_labelled(
 
 
 def _join_labels(settings: Settings, day: dt.date, valid: pd.DataFrame) -> pd.DataFrame:
-    labels = read_table(settings.warehouse, "labels", day, ["transaction_id", "is_fraud"])
+    labels = read_table(
+        settings.warehouse, "labels", day, ["transaction_id", "is_fraud"]
+    )
     if labels is None:
         return valid.iloc[0:0].assign(is_fraud=pd.Series(dtype="int64"))
     labels_frame = labels.to_pandas().drop_duplicates("transaction_id")

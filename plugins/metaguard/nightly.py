@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 from metaguard import registry
 from metaguard.config import Settings, inside_root
-from metaguard.contract import COLUMNS, COLUMN_NAMES
+from metaguard.contract import COLUMN_NAMES, COLUMNS, SUITE_NAME
 from metaguard.exceptions import BadRowShareExceeded
 from metaguard.features import require_inputs
 from metaguard.publish import (
@@ -35,25 +35,18 @@ from metaguard.scoring import report_schema, score_frame
 from metaguard.validation import (
     FAILED_COLUMNS,
     FAILED_RULES,
-    BatchValidator,
+    PartitionValidation,
     RuleTally,
-    apply_duplicates,
-    duplicated_ids,
-    flags_from_result,
     quarantine_frame,
     tally,
+    trim_result,
 )
-from metaguard.warehouse import (
-    SOURCE_FILE,
-    SOURCE_ROW,
-    Partition,
-    iter_batches,
-    locate_partition,
-)
+from metaguard.warehouse import SOURCE_FILE, SOURCE_ROW, Partition, locate_partition
 
 log = logging.getLogger(__name__)
 
 REPORT_FILE = "part-00000.parquet"
+STALE_STAGING_SECONDS = 24 * 3600
 CHUNK_ROWS = 1_000_000
 
 
@@ -181,19 +174,16 @@ def validate(settings: Settings, located: dict) -> dict:
     passthrough = _passthrough_schema(partition)
     valid_schema = _valid_schema(located, passthrough)
     quarantine_schema = _quarantine_schema(located, passthrough)
-    duplicates = duplicated_ids(partition.files, partition.id_is_string)
-    validator = BatchValidator()
+    validation = PartitionValidation(partition, settings.batch_rows)
     tallies: dict[str, RuleTally] = {}
     gx_results: list[dict] = []
     chunks = _ChunkWriter(staging / "valid", valid_schema, CHUNK_ROWS)
     rows_in = quarantined = 0
     quarantine_path = output_path(settings, "quarantine", day, REPORT_FILE)
     with atomic_parquet_writer(quarantine_path, quarantine_schema) as quarantine:
-        for frame in iter_batches(partition, settings.batch_rows):
-            result = validator.validate(frame)
-            gx_results.append(_trimmed(result.to_json_dict()))
-            flags = flags_from_result(result, len(frame))
-            apply_duplicates(frame, flags, duplicates)
+        for batch in validation:
+            frame, flags = batch.frame, batch.flags
+            gx_results.append(trim_result(batch.result).to_json_dict())
             tally(tallies, frame, flags)
             bad = flags.mask().to_numpy()
             if bad.any():
@@ -206,8 +196,15 @@ def validate(settings: Settings, located: dict) -> dict:
             log.info("validated %d rows so far, %d quarantined", rows_in, quarantined)
     chunks.close()
     return _finish_validation(
-        settings, located, rows_in, quarantined, tallies, gx_results,
-        quarantine_path, chunks.paths, duplicates,
+        settings,
+        located,
+        rows_in,
+        quarantined,
+        tallies,
+        gx_results,
+        quarantine_path,
+        chunks.paths,
+        validation.duplicates,
     )
 
 
@@ -228,7 +225,7 @@ def _finish_validation(
     write_json(
         validation_path,
         {
-            "suite": "metaguard_transactions",
+            "suite": SUITE_NAME,
             "partition": located["partition"],
             "files": located["files"],
             "run_key": located["run_key"],
@@ -244,14 +241,22 @@ def _finish_validation(
     log.info(
         "partition %s: %d rows in, %d valid, %d quarantined (%.4f%%); "
         "quarantine %s; validation result %s",
-        located["day"], rows_in, rows_in - quarantined, quarantined, 100 * share,
-        quarantine_path, validation_path,
+        located["day"],
+        rows_in,
+        rows_in - quarantined,
+        quarantined,
+        100 * share,
+        quarantine_path,
+        validation_path,
     )
     if share > settings.max_bad_row_share:
-        broken = {t.rule: t.unexpected_count for t in tallies.values() if t.unexpected_count}
+        broken = {
+            t.rule: t.unexpected_count for t in tallies.values() if t.unexpected_count
+        }
         raise BadRowShareExceeded(
             f"{quarantined} of {rows_in} rows ({share:.2%}) of {located['partition']} "
-            f"broke the contract, above the maximum of {settings.max_bad_row_share:.2%} "
+            "broke the contract, above the maximum of "
+            f"{settings.max_bad_row_share:.2%} "
             f"(METAGUARD_MAX_BAD_ROW_SHARE); rules broken: {broken}. The quarantine "
             f"is in {quarantine_path} and the validation result in {validation_path}"
         )
@@ -266,20 +271,10 @@ def _finish_validation(
     }
 
 
-def _trimmed(result: dict, limit: int = 1000) -> dict:
-    """Cap the index lists of a GX result so a bad batch cannot bloat the JSON."""
-    for outcome in result.get("results", []):
-        details = outcome.get("result") or {}
-        for key in ("unexpected_index_list", "unexpected_list"):
-            values = details.get(key)
-            if isinstance(values, list) and len(values) > limit:
-                details[key] = values[:limit]
-                details[f"{key}_truncated"] = True
-    return result
-
-
 def _to_table(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
-    return pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)
+    return pa.Table.from_pandas(
+        frame[schema.names], schema=schema, preserve_index=False
+    )
 
 
 def score_chunk(settings: Settings, located: dict, chunk: str) -> dict:
@@ -314,7 +309,9 @@ def score_chunk(settings: Settings, located: dict, chunk: str) -> dict:
     return {"chunk": str(target), "rows": rows, "suspicious": suspicious}
 
 
-def _with_features(frame: pd.DataFrame, located: dict, settings: Settings) -> pd.DataFrame:
+def _with_features(
+    frame: pd.DataFrame, located: dict, settings: Settings
+) -> pd.DataFrame:
     """Add history features to a chunk, counting the whole day's earlier rows."""
     if located["feature_set"] != "history":
         return frame
@@ -383,14 +380,42 @@ def publish(
     summary_path = output_path(settings, "runs", day, "summary.json")
     write_json(summary_path, summary)
     shutil.rmtree(staging, ignore_errors=True)
-    remove_stale_temporaries([report_path.parent, Path(validated["quarantine_path"]).parent])
+    remove_stale_staging(staging.parent)
+    remove_stale_temporaries(
+        [report_path.parent, Path(validated["quarantine_path"]).parent]
+    )
     log.info(
         "report %s: %d scored, %d quarantined, %d suspicious, model %s",
-        report_path, scored_rows, summary["quarantined"], summary["suspicious"],
+        report_path,
+        scored_rows,
+        summary["quarantined"],
+        summary["suspicious"],
         located["model_version"],
     )
     summary["summary_path"] = str(summary_path)
     return summary
+
+
+def remove_stale_staging(
+    day_folder: Path, older_than: float = STALE_STAGING_SECONDS
+) -> None:
+    """Delete staging folders of runs that died long ago, then the empty day folder.
+
+    A killed or failed run leaves its ``_staging/dt=D/<run_key>`` behind. One
+    younger than ``older_than`` seconds may belong to a run still working, so
+    it is kept.
+    """
+    if not day_folder.is_dir():
+        return
+    cutoff = time.time() - older_than
+    for folder in day_folder.iterdir():
+        if folder.is_dir() and folder.stat().st_mtime < cutoff:
+            log.info("removing staging folder %s of an earlier run", folder)
+            shutil.rmtree(folder, ignore_errors=True)
+    try:
+        day_folder.rmdir()
+    except OSError:
+        pass  # Another run's staging folder is still there.
 
 
 def _report_schema_for(located: dict, scored: list[dict]) -> pa.Schema:
@@ -402,9 +427,7 @@ def _report_schema_for(located: dict, scored: list[dict]) -> pa.Schema:
 
 def _level_counts(table: pa.Table) -> dict[str, int]:
     counts = pc.value_counts(table.column("risk_level"))
-    return {
-        item["values"].as_py(): item["counts"].as_py() for item in counts
-    }
+    return {item["values"].as_py(): item["counts"].as_py() for item in counts}
 
 
 def run(settings: Settings, day: dt.date) -> dict:

@@ -148,8 +148,17 @@ def _summary(day: dt.date, run_id: str, path: Path, rows: list[dict]) -> dict:
 
 def asset_extra(summary: dict) -> dict:
     """Select the JSON-ready fields of a day's summary for an Asset event."""
-    keys = ("date", "status", "rows", "bad_rows", "psi", "psi_max", "psi_max_column",
-            "psi_flagged", "quality_path")
+    keys = (
+        "date",
+        "status",
+        "rows",
+        "bad_rows",
+        "psi",
+        "psi_max",
+        "psi_max_column",
+        "psi_flagged",
+        "quality_path",
+    )
     extra = {key: summary[key] for key in keys}
     extra["psi"] = {k: _rounded(v) for k, v in summary["psi"].items()}
     extra["psi_max"] = _rounded(summary["psi_max"])
@@ -178,8 +187,9 @@ def publish_range(
     index = publish_docs(settings.output, quality.docs_keep)
     start, end = trend_window(days[0], days[-1])
     figures = day_figures(settings.output, start, end)
-    trend = draw_trend(figures, inside_root(settings.output, QUALITY_DIR, TREND_FILE),
-                       quality)
+    trend = draw_trend(
+        figures, inside_root(settings.output, QUALITY_DIR, TREND_FILE), quality
+    )
     return {
         "days": [d.isoformat() for d in days],
         "days_without_report": unwritten,

@@ -28,15 +28,13 @@ from metaguard.contract import COLUMNS, RULES_BY_CODE
 from metaguard.exceptions import PartitionNotFound, UnreadableFile
 from metaguard.publish import write_parquet
 from metaguard.validation import (
-    BatchValidator,
+    PartitionValidation,
     RuleFlags,
     RuleTally,
-    apply_duplicates,
-    duplicated_ids,
-    flags_from_result,
     tally,
+    trim_result,
 )
-from metaguard.warehouse import Partition, iter_batches
+from metaguard.warehouse import Partition
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +43,6 @@ REPORT_FILE = "part-00000.parquet"
 
 NUMERIC_COLUMNS = tuple(c.name for c in COLUMNS if c.kind != "id")
 UNEXPECTED_VALUES = 5
-RESULT_LIST_LIMIT = 1000
 STATUS_OK = "ok"
 
 QUALITY_SCHEMA = pa.schema(
@@ -103,20 +100,19 @@ def profile_partition(partition: Partition, batch_rows: int) -> PartitionProfile
     Raises :class:`UnreadableFile` or :class:`SchemaMismatch` when a file
     fails while it is read.
     """
-    duplicates = duplicated_ids(partition.files, partition.id_is_string)
-    validator = BatchValidator()
-    profile = PartitionProfile(partition, duplicated_ids=len(duplicates))
-    for frame in iter_batches(partition, batch_rows):
-        result = validator.validate(frame)
-        flags = flags_from_result(result, len(frame))
-        apply_duplicates(frame, flags, duplicates)
-        tally(profile.tallies, frame, flags)
-        _add_batch(profile, frame, flags, result)
+    validation = PartitionValidation(partition, batch_rows)
+    profile = PartitionProfile(partition, duplicated_ids=len(validation.duplicates))
+    for batch in validation:
+        tally(profile.tallies, batch.frame, batch.flags)
+        _add_batch(profile, batch.frame, batch.flags, batch.result)
     if not profile.tallies:
         tally(profile.tallies, pd.DataFrame(), RuleFlags(0))
     log.info(
         "partition %s: %d rows in %d batch(es), %d bad, %d duplicated id(s)",
-        partition.path, profile.rows, len(profile.gx_results), profile.bad_rows,
+        partition.path,
+        profile.rows,
+        len(profile.gx_results),
+        profile.bad_rows,
         profile.duplicated_ids,
     )
     return profile
@@ -144,19 +140,7 @@ def _add_batch(
             rule, {"type": outcome.expectation_config.type, "success": True}
         )
         check["success"] = check["success"] and bool(outcome.success)
-    profile.gx_results.append(_trimmed(result))
-
-
-def _trimmed(result, limit: int = RESULT_LIST_LIMIT):
-    """Cap a GX result's per-row lists in place, after the row flags were taken."""
-    for outcome in result.results:
-        details = outcome.result or {}
-        for key in ("unexpected_index_list", "unexpected_list"):
-            values = details.get(key)
-            if isinstance(values, list) and len(values) > limit:
-                details[key] = values[:limit]
-                details[f"{key}_truncated"] = True
-    return result
+    profile.gx_results.append(trim_result(result))
 
 
 # Quality table rows --------------------------------------------------------

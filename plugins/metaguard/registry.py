@@ -192,7 +192,9 @@ def _version_folder(models: Path, version: str) -> Path:
     try:
         folder = inside_root(models, version)
     except PathOutsideRoot as error:
-        raise ModelIntegrityError(f"model version {version!r} rejected: {error}") from None
+        raise ModelIntegrityError(
+            f"model version {version!r} rejected: {error}"
+        ) from None
     if not folder.is_dir():
         raise ModelIntegrityError(f"model version folder {folder} not found")
     return folder

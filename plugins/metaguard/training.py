@@ -105,7 +105,9 @@ def build_estimator(name: str, seed: int):
     raise ConfigError(f"estimator {name!r} is unknown; expected one of {ESTIMATORS}")
 
 
-def _check_window(frame: pd.DataFrame, label: str, start: dt.date, end: dt.date) -> None:
+def _check_window(
+    frame: pd.DataFrame, label: str, start: dt.date, end: dt.date
+) -> None:
     if frame.empty:
         raise TrainingDataError(
             f"{label} window {start}..{end} has no labelled transactions; "
@@ -144,21 +146,33 @@ def train(
     """
     feature_set = choose_feature_set(settings, windows, feature_set)
     features = feature_names(feature_set)
-    training = load_labelled(settings, windows.train_start, windows.train_end, feature_set)
+    training = load_labelled(
+        settings, windows.train_start, windows.train_end, feature_set
+    )
     _check_window(training.frame, "training", windows.train_start, windows.train_end)
     validation = _load_validation(settings, windows, feature_set, require_validation)
 
     pipeline = build_estimator(estimator, seed)
     log.info(
         "fitting %s on %d rows (%d fraud), %d features (%s)",
-        estimator, len(training.frame), int(training.frame["is_fraud"].sum()),
-        len(features), feature_set,
+        estimator,
+        len(training.frame),
+        int(training.frame["is_fraud"].sum()),
+        len(features),
+        feature_set,
     )
     pipeline.fit(feature_frame(training.frame, features), training.frame["is_fraud"])
     metrics = {}
     if validation is not None:
-        metrics = evaluate(pipeline, features, validation.frame, settings.risk_threshold)
-        log.info("challenger metrics on %s..%s: %s", windows.valid_start, windows.valid_end, metrics)
+        metrics = evaluate(
+            pipeline, features, validation.frame, settings.risk_threshold
+        )
+        log.info(
+            "challenger metrics on %s..%s: %s",
+            windows.valid_start,
+            windows.valid_end,
+            metrics,
+        )
     metadata = {
         "estimator": estimator,
         "parameters": _json_params(pipeline),
@@ -181,17 +195,24 @@ def train(
 def _load_validation(settings, windows, feature_set, required):
     try:
         validation = load_labelled(
-            settings, windows.valid_start, windows.valid_end, "history"
+            settings,
+            windows.valid_start,
+            windows.valid_end,
+            "history"
             if feature_set == "history" or _champion_needs_history(settings)
             else feature_set,
         )
-        _check_window(validation.frame, "validation", windows.valid_start, windows.valid_end)
+        _check_window(
+            validation.frame, "validation", windows.valid_start, windows.valid_end
+        )
     except TrainingDataError:
         if required:
             raise
         log.warning(
             "no usable validation window %s..%s; the model is registered "
-            "without metrics", windows.valid_start, windows.valid_end,
+            "without metrics",
+            windows.valid_start,
+            windows.valid_end,
         )
         return None
     return validation
@@ -201,7 +222,9 @@ def _champion_needs_history(settings: Settings) -> bool:
     version = registry.champion_version(settings.models)
     if version is None:
         return False
-    return registry.read_metadata(settings.models, version).get("feature_set") == "history"
+    return (
+        registry.read_metadata(settings.models, version).get("feature_set") == "history"
+    )
 
 
 def gate(
@@ -227,10 +250,16 @@ def gate(
     else:
         current = registry.load_model(settings.models, champion)
         champion_metrics = evaluate(
-            current.pipeline, current.features, validation.frame, settings.risk_threshold
+            current.pipeline,
+            current.features,
+            validation.frame,
+            settings.risk_threshold,
         )
         decision["champion_metrics"] = champion_metrics
-        better = metrics["average_precision"] > champion_metrics["average_precision"] + margin
+        better = (
+            metrics["average_precision"]
+            > champion_metrics["average_precision"] + margin
+        )
         decision.update(
             promoted=bool(better),
             reason=(
@@ -243,7 +272,9 @@ def gate(
     registry.record_decision(settings.models, decision)
     log.info(
         "promotion decision: challenger %s %s (%s)",
-        version, "promoted" if decision["promoted"] else "not promoted", decision["reason"],
+        version,
+        "promoted" if decision["promoted"] else "not promoted",
+        decision["reason"],
     )
     return decision
 
@@ -251,7 +282,8 @@ def gate(
 def _json_params(pipeline) -> dict:
     params = pipeline.get_params(deep=True)
     return {
-        k: v for k, v in params.items()
+        k: v
+        for k, v in params.items()
         if isinstance(v, str | int | float | bool | type(None))
     }
 

@@ -36,9 +36,15 @@ def day_figures(output: Path, start: dt.date, end: dt.date) -> list[dict]:
 
 
 def _figures_for(output: Path, day: dt.date) -> dict:
-    figures = {"date": day, "status": "no report", "rows": None,
-               "bad_row_share": None, "suspicious_share": None,
-               "psi_max": None, "psi_max_column": None}
+    figures = {
+        "date": day,
+        "status": "no report",
+        "rows": None,
+        "bad_row_share": None,
+        "suspicious_share": None,
+        "psi_max": None,
+        "psi_max_column": None,
+    }
     path = quality_path(output, day)
     if not path.is_file():
         return figures
@@ -86,15 +92,19 @@ def draw_trend(
 
     present = [f for f in figures if f["status"] != "no report"]
     if not present:
-        log.info("no quality tables in %s..%s; trend chart not drawn",
-                 figures[0]["date"], figures[-1]["date"])
+        log.info(
+            "no quality tables in %s..%s; trend chart not drawn",
+            figures[0]["date"],
+            figures[-1]["date"],
+        )
         return None
     figure = Figure(figsize=(11, 9), layout="constrained")
     axes = figure.subplots(4, 1, sharex=True)
     _plot_rows(axes[0], present)
     _plot_share(axes[1], present, "bad_row_share", "bad-row share (%)", "tab:red")
-    _plot_share(axes[2], present, "suspicious_share", "suspicious share (%)",
-                "tab:purple")
+    _plot_share(
+        axes[2], present, "suspicious_share", "suspicious share (%)", "tab:purple"
+    )
     _plot_psi(axes[3], present, quality)
     _format_dates(axes[3])
     first, last = present[0]["date"], present[-1]["date"]
@@ -112,13 +122,20 @@ def draw_trend(
 
 def _plot_rows(axis, figures: list[dict]) -> None:
     ok = [f for f in figures if f["rows"] is not None]
-    axis.bar([f["date"] for f in ok], [f["rows"] for f in ok], color="tab:blue",
-             width=0.8)
+    axis.bar(
+        [f["date"] for f in ok], [f["rows"] for f in ok], color="tab:blue", width=0.8
+    )
     failed = [f for f in figures if f["rows"] is None]
     if failed:
-        axis.plot([f["date"] for f in failed], [0] * len(failed), "X", color="tab:red",
-                  markersize=10, clip_on=False,
-                  label="not validated\n(missing, unreadable\nor wrong schema)")
+        axis.plot(
+            [f["date"] for f in failed],
+            [0] * len(failed),
+            "X",
+            color="tab:red",
+            markersize=10,
+            clip_on=False,
+            label="not validated\n(missing, unreadable\nor wrong schema)",
+        )
         axis.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
     axis.set_ylabel("rows")
     axis.set_ylim(bottom=0)
@@ -128,12 +145,25 @@ def _plot_rows(axis, figures: list[dict]) -> None:
 def _plot_share(axis, figures: list[dict], key: str, label: str, color: str) -> None:
     if any(f[key] is not None for f in figures):
         values = [100 * value for value in _gapped(figures, key)]
-        axis.plot([f["date"] for f in figures], values, "o-", color=color,
-                  markersize=4, clip_on=False)
+        axis.plot(
+            [f["date"] for f in figures],
+            values,
+            "o-",
+            color=color,
+            markersize=4,
+            clip_on=False,
+        )
         axis.set_ylim(bottom=0)
     else:
-        axis.text(0.5, 0.5, "no data for these days", transform=axis.transAxes,
-                  ha="center", va="center", color="grey")
+        axis.text(
+            0.5,
+            0.5,
+            "no data for these days",
+            transform=axis.transAxes,
+            ha="center",
+            va="center",
+            color="grey",
+        )
     axis.set_ylabel(label)
     axis.grid(alpha=0.3)
 
@@ -146,23 +176,42 @@ def _gapped(figures: list[dict], key: str) -> list[float]:
 def _plot_psi(axis, figures: list[dict], quality: QualitySettings) -> None:
     points = [f for f in figures if f["psi_max"] is not None]
     if points:
-        axis.plot([f["date"] for f in figures], _gapped(figures, "psi_max"), "-",
-                  color="lightgrey", zorder=1)
+        axis.plot(
+            [f["date"] for f in figures],
+            _gapped(figures, "psi_max"),
+            "-",
+            color="lightgrey",
+            zorder=1,
+        )
         for column in NUMERIC_COLUMNS:
             chosen = [f for f in points if f["psi_max_column"] == column]
             if chosen:
                 dates = [f["date"] for f in chosen]
                 values = [f["psi_max"] for f in chosen]
                 label = f"largest in {column}"
-                axis.scatter(dates, values, s=16, zorder=2, label=label,
-                             clip_on=False)
+                axis.scatter(dates, values, s=16, zorder=2, label=label, clip_on=False)
     else:
-        axis.text(0.5, 0.5, "no PSI (no champion model or no data)",
-                  transform=axis.transAxes, ha="center", va="center", color="grey")
-    axis.axhline(quality.psi_warn, color="orange", linestyle="--",
-                 label=f"warn at {quality.psi_warn}")
-    axis.axhline(quality.psi_flag, color="red", linestyle="--",
-                 label=f"flag at {quality.psi_flag}")
+        axis.text(
+            0.5,
+            0.5,
+            "no PSI (no champion model or no data)",
+            transform=axis.transAxes,
+            ha="center",
+            va="center",
+            color="grey",
+        )
+    axis.axhline(
+        quality.psi_warn,
+        color="orange",
+        linestyle="--",
+        label=f"warn at {quality.psi_warn}",
+    )
+    axis.axhline(
+        quality.psi_flag,
+        color="red",
+        linestyle="--",
+        label=f"flag at {quality.psi_flag}",
+    )
     # Linear up to the warn threshold and logarithmic above, so both thresholds
     # and PSI values far above them stay readable on one axis.
     axis.set_yscale("symlog", linthresh=max(quality.psi_warn, 0.01))
@@ -183,8 +232,10 @@ def _format_dates(axis) -> None:
 
 def format_figures(figures: list[dict]) -> str:
     """Render day figures as a fixed-width text table for the terminal."""
-    header = (f"{'date':<10}  {'status':<15}  {'rows':>9}  {'bad rows':>9}  "
-              f"{'suspicious':>10}  {'max PSI':>8}  column")
+    header = (
+        f"{'date':<10}  {'status':<15}  {'rows':>9}  {'bad rows':>9}  "
+        f"{'suspicious':>10}  {'max PSI':>8}  column"
+    )
     lines = [header, "-" * len(header)]
     for f in figures:
         rows = "-" if f["rows"] is None else f"{int(f['rows']):,}"

@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 from metaguard.config import REPO_ROOT
 from metaguard.contract import COLUMN_NAMES, RULES_BY_CODE, SUITE_NAME, suite_definition
 from metaguard.exceptions import MetaGuardError, UnreadableFile
+from metaguard.warehouse import Partition, iter_batches
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ SUITE_PATH = EXPECTATIONS_DIR / f"{SUITE_NAME}.json"
 FAILED_RULES = "failed_rules"
 FAILED_COLUMNS = "failed_columns"
 SAMPLE_SIZE = 20
+RESULT_LIST_LIMIT = 1000
 
 
 def suite_json() -> str:
@@ -206,7 +208,9 @@ def _repeated_integers(chunks: list[pa.ChunkedArray]) -> pa.Array:
     return pa.array(np.unique(repeated), type=pa.int64())
 
 
-def apply_duplicates(frame: pd.DataFrame, flags: RuleFlags, duplicates: pa.Array) -> None:
+def apply_duplicates(
+    frame: pd.DataFrame, flags: RuleFlags, duplicates: pa.Array
+) -> None:
     """Flag rows whose id is duplicated elsewhere in the partition."""
     if len(duplicates) == 0:
         return
@@ -227,9 +231,7 @@ def quarantine_frame(frame: pd.DataFrame, flags: RuleFlags) -> pd.DataFrame:
     return bad
 
 
-def tally(
-    tallies: dict[str, RuleTally], frame: pd.DataFrame, flags: RuleFlags
-) -> None:
+def tally(tallies: dict[str, RuleTally], frame: pd.DataFrame, flags: RuleFlags) -> None:
     """Add one batch's per-rule counts and sample values to ``tallies``."""
     for rule in RULES_BY_CODE.values():
         entry = tallies.setdefault(
@@ -254,3 +256,55 @@ def _json_value(value: object) -> object:
     if hasattr(value, "item"):
         return _json_value(value.item())
     return value
+
+
+@dataclass
+class ValidatedBatch:
+    """One validated batch: its rows, the GX validation result and the row flags."""
+
+    frame: pd.DataFrame
+    result: object
+    flags: RuleFlags
+
+
+class PartitionValidation:
+    """Validates a partition batch by batch, the one path every DAG uses.
+
+    GX validates each record batch; ``transaction_id`` duplicates that sit in
+    different batches or files are found by an id-only pass first and added
+    to each batch's flags under ``transaction_id_unique``.
+    """
+
+    def __init__(
+        self,
+        partition: Partition,
+        batch_rows: int,
+        validator: BatchValidator | None = None,
+    ) -> None:
+        self.partition = partition
+        self.batch_rows = batch_rows
+        self.duplicates = duplicated_ids(partition.files, partition.id_is_string)
+        self._validator = validator or BatchValidator()
+
+    def __iter__(self):
+        for frame in iter_batches(self.partition, self.batch_rows):
+            result = self._validator.validate(frame)
+            flags = flags_from_result(result, len(frame))
+            apply_duplicates(frame, flags, self.duplicates)
+            yield ValidatedBatch(frame, result, flags)
+
+
+def trim_result(result, limit: int = RESULT_LIST_LIMIT):
+    """Cap a GX result's per-row lists in place, after the row flags were taken.
+
+    A batch full of bad rows would otherwise store one index per row in the
+    validation result JSON and the GX store.
+    """
+    for outcome in result.results:
+        details = outcome.result or {}
+        for key in ("unexpected_index_list", "unexpected_list"):
+            values = details.get(key)
+            if isinstance(values, list) and len(values) > limit:
+                details[key] = values[:limit]
+                details[f"{key}_truncated"] = True
+    return result

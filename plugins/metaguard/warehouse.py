@@ -54,8 +54,8 @@ def partition_path(warehouse: Path, table: str, day: dt.date) -> Path:
 def is_data_file(path: Path) -> bool:
     """Tell whether a file in a partition folder holds data, not a marker."""
     name = path.name
-    return path.is_file() and not name.startswith(("_", ".")) and not name.endswith(
-        ".crc"
+    return (
+        path.is_file() and not name.startswith(("_", ".")) and not name.endswith(".crc")
     )
 
 
@@ -101,9 +101,7 @@ def locate_partition(
     id_is_string = any(
         _is_string(schema.field("transaction_id").type) for schema in schemas.values()
     )
-    present = [
-        c for c in passthrough if all(c in s.names for s in schemas.values())
-    ]
+    present = [c for c in passthrough if all(c in s.names for s in schemas.values())]
     missing = sorted(set(passthrough) - set(present))
     if missing:
         log.warning(
@@ -164,9 +162,7 @@ def check_schema(path: Path, schema: pa.Schema) -> None:
             )
 
 
-def iter_batches(
-    partition: Partition, batch_rows: int
-) -> Iterator[pd.DataFrame]:
+def iter_batches(partition: Partition, batch_rows: int) -> Iterator[pd.DataFrame]:
     """Yield the partition as pandas frames of at most ``batch_rows`` rows.
 
     Contract columns arrive as float64 (``transaction_id`` as nullable Int64 or
@@ -193,7 +189,9 @@ def _to_frame(
     data: dict[str, object] = {}
     ids = batch.column("transaction_id")
     if partition.id_is_string:
-        data["transaction_id"] = pd.Series(ids.cast(pa.string()).to_pylist(), dtype=object)
+        data["transaction_id"] = pd.Series(
+            ids.cast(pa.string()).to_pylist(), dtype=object
+        )
     else:
         data["transaction_id"] = pd.array(ids.cast(pa.int64()).to_pandas(), "Int64")
     for column in COLUMNS[1:]:

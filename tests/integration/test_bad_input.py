@@ -19,6 +19,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
 from metaguard import nightly, registry
 from metaguard.config import load_settings
 from metaguard.contract import COLUMN_NAMES
@@ -32,10 +36,6 @@ from metaguard.exceptions import (
 )
 from metaguard.features import CONTRACT_FEATURES
 from metaguard.scoring import SCORE_COLUMNS
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
-
 from tests.builders import good_rows
 from tests.conftest import load_dag
 

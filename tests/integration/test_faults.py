@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+
 from metaguard import nightly
 from metaguard.config import load_settings
 from metaguard.dagkit import RETRY_ARGS, no_retry
@@ -27,7 +28,6 @@ from metaguard.exceptions import (
     SchemaMismatch,
     UnreadableFile,
 )
-
 from tests.builders import good_rows, write_partition
 from tests.conftest import load_dag
 from tests.integration.test_bad_input import register_champion

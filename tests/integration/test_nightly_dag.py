@@ -7,7 +7,6 @@ import json
 import shutil
 
 import numpy as np
-import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
@@ -39,15 +38,24 @@ def _run(date: str, conf: dict | None = None):
 
 def test_scores_every_row_of_clean_day(handbook_env):
     assert _run("2018-08-15") == "success"
-    report = pq.read_table(handbook_env / "risk_reports/dt=2018-08-15/part-00000.parquet")
+    report = pq.read_table(
+        handbook_env / "risk_reports/dt=2018-08-15/part-00000.parquet"
+    )
     summary = json.loads((handbook_env / "runs/dt=2018-08-15/summary.json").read_text())
     assert report.num_rows == 9701
     assert summary["rows_in"] == 9701
     assert summary["scored"] == 9701
     assert summary["quarantined"] == 0
-    expected = list(COLUMN_NAMES) + ["customer_id", "terminal_id", "event_time",
-                                     "risk_score", "risk_level", "is_suspicious",
-                                     "reasons", "model_version"]
+    expected = list(COLUMN_NAMES) + [
+        "customer_id",
+        "terminal_id",
+        "event_time",
+        "risk_score",
+        "risk_level",
+        "is_suspicious",
+        "reasons",
+        "model_version",
+    ]
     assert report.schema.names == expected
     scores = report.column("risk_score").to_numpy()
     assert scores.min() >= 0.0
@@ -60,7 +68,9 @@ def test_scores_every_row_of_clean_day(handbook_env):
 
 def test_quarantines_zero_amounts(handbook_env):
     assert _run("2018-07-15") == "success"
-    report = pq.read_table(handbook_env / "risk_reports/dt=2018-07-15/part-00000.parquet")
+    report = pq.read_table(
+        handbook_env / "risk_reports/dt=2018-07-15/part-00000.parquet"
+    )
     quarantine = pq.read_table(
         handbook_env / "quarantine/dt=2018-07-15/part-00000.parquet"
     ).to_pandas()
@@ -93,8 +103,18 @@ def test_bad_partition_is_quarantined_with_reasons(handbook_env, tmp_path, monke
     quarantine = pq.read_table(
         handbook_env / "quarantine/dt=2024-02-01/part-00000.parquet"
     ).to_pandas()
-    reasons = dict(zip(quarantine["transaction_id"], quarantine["failed_rules"].map(list)))
-    assert reasons == {1: ["amount_not_null"], 2: ["amount_in_range"], 3: ["hour_in_range"]}
+    reasons = dict(
+        zip(
+            quarantine["transaction_id"],
+            quarantine["failed_rules"].map(list),
+            strict=True,
+        )
+    )
+    assert reasons == {
+        1: ["amount_not_null"],
+        2: ["amount_in_range"],
+        3: ["hour_in_range"],
+    }
     summary = json.loads((handbook_env / "runs/dt=2024-02-01/summary.json").read_text())
     assert summary["rows_in"] == summary["scored"] + summary["quarantined"]
     assert summary["quarantined"] == 3
@@ -107,7 +127,9 @@ def test_bad_share_above_limit_fails_after_writing(handbook_env, tmp_path, monke
     write_partition(warehouse, dt.date(2024, 2, 2), frame)
     monkeypatch.setenv("METAGUARD_WAREHOUSE", str(warehouse))
     assert _run("2024-02-02") == "failed"
-    quarantine = pq.read_table(handbook_env / "quarantine/dt=2024-02-02/part-00000.parquet")
+    quarantine = pq.read_table(
+        handbook_env / "quarantine/dt=2024-02-02/part-00000.parquet"
+    )
     assert quarantine.num_rows == 5
     assert (handbook_env / "validation/dt=2024-02-02/validation_result.json").is_file()
     assert not (handbook_env / "risk_reports/dt=2024-02-02").exists()

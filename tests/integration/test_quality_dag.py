@@ -43,9 +43,7 @@ def quality_env(roots, tmp_path, monkeypatch, airflow_db):
 
 def _run(conf: dict):
     dag = load_dag("metaguard_data_quality")
-    run = dag.test(
-        logical_date=dt.datetime(2024, 3, 10, tzinfo=dt.UTC), run_conf=conf
-    )
+    run = dag.test(logical_date=dt.datetime(2024, 3, 10, tzinfo=dt.UTC), run_conf=conf)
     return run
 
 

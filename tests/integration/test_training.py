@@ -7,16 +7,15 @@ import json
 import shutil
 
 import pytest
-
 from sklearn.dummy import DummyClassifier
 from sklearn.pipeline import Pipeline
 
 from metaguard import registry
-from metaguard.evaluation import evaluate
 from metaguard.config import load_settings
+from metaguard.evaluation import evaluate
 from metaguard.exceptions import ModelIntegrityError, TrainingDataError
-from metaguard.training import gate, train, windows_ending, windows_from_training
 from metaguard.labelled import load_labelled
+from metaguard.training import gate, train, windows_ending, windows_from_training
 from tests.conftest import load_dag
 
 pytestmark = pytest.mark.handbook
@@ -46,8 +45,14 @@ def test_contract_model_metrics_are_sensible(contract_models):
     version = registry.champion_version(contract_models)
     metadata = registry.read_metadata(contract_models, version)
     metrics = metadata["metrics"]
-    assert set(metrics) == {"auc_roc", "average_precision", "precision_at_100",
-                            "card_precision_at_100", "precision", "recall"}
+    assert set(metrics) == {
+        "auc_roc",
+        "average_precision",
+        "precision_at_100",
+        "card_precision_at_100",
+        "precision",
+        "recall",
+    }
     assert 0.5 < metrics["auc_roc"] < 0.75
     assert 0.05 < metrics["average_precision"] < 0.35
     assert 0.0 < metrics["card_precision_at_100"] < 0.4
@@ -57,7 +62,11 @@ def test_contract_model_metrics_are_sensible(contract_models):
     assert metadata["feature_set"] == "contract"
     assert metadata["windows"]["valid_end"] == "2018-08-14"
     assert set(metadata["reference_histograms"]) == {
-        "amount", "hour", "user_age_days", "transaction_count"}
+        "amount",
+        "hour",
+        "user_age_days",
+        "transaction_count",
+    }
 
 
 def test_same_seed_gives_same_metrics(handbook, contract_models, tmp_path):
@@ -69,7 +78,9 @@ def test_same_seed_gives_same_metrics(handbook, contract_models, tmp_path):
     assert decision["challenger_metrics"] == first
 
 
-def test_gate_keeps_champion_against_weak_challenger(handbook, contract_models, tmp_path):
+def test_gate_keeps_champion_against_weak_challenger(
+    handbook, contract_models, tmp_path
+):
     models = tmp_path / "models"
     shutil.copytree(contract_models, models)
     settings = _settings(handbook, tmp_path)
@@ -83,8 +94,10 @@ def test_gate_keeps_champion_against_weak_challenger(handbook, contract_models, 
     decision = gate(settings, weak_version, metrics, validation)
     assert decision["promoted"] is False
     assert registry.champion_version(models) == champion
-    assert (decision["challenger_metrics"]["average_precision"]
-            < decision["champion_metrics"]["average_precision"])
+    assert (
+        decision["challenger_metrics"]["average_precision"]
+        < decision["champion_metrics"]["average_precision"]
+    )
     lines = (models / "promotions.jsonl").read_text().splitlines()
     assert json.loads(lines[-1])["challenger"] == weak_version
 
@@ -96,8 +109,10 @@ def test_gate_promotes_better_challenger(handbook, contract_models, tmp_path):
     decision = train(settings, SPLIT, feature_set="history", seed=0)
     assert decision["promoted"] is True
     assert registry.champion_version(models) == decision["challenger"]
-    assert (decision["challenger_metrics"]["average_precision"]
-            > decision["champion_metrics"]["average_precision"])
+    assert (
+        decision["challenger_metrics"]["average_precision"]
+        > decision["champion_metrics"]["average_precision"]
+    )
 
 
 def test_gate_compares_on_same_window(handbook, contract_models, tmp_path):
@@ -114,7 +129,10 @@ def test_gate_compares_on_same_window(handbook, contract_models, tmp_path):
 def test_window_without_labels_is_named(handbook, tmp_path):
     settings = _settings(handbook, tmp_path)
     windows = windows_ending(dt.date(2019, 3, 1))
-    with pytest.raises(TrainingDataError, match=r"training window 2019-02-\d\d\.\.2019-02-\d\d has no labelled"):
+    with pytest.raises(
+        TrainingDataError,
+        match=r"training window 2019-02-\d\d\.\.2019-02-\d\d has no labelled",
+    ):
         train(settings, windows, feature_set="contract")
 
 
@@ -129,8 +147,9 @@ def test_tampered_champion_is_refused(contract_models, tmp_path):
 
 
 @pytest.mark.airflow
-def test_retraining_dag_registers_and_decides(handbook, contract_models, tmp_path,
-                                              monkeypatch, airflow_db):
+def test_retraining_dag_registers_and_decides(
+    handbook, contract_models, tmp_path, monkeypatch, airflow_db
+):
     models = tmp_path / "models"
     shutil.copytree(contract_models, models)
     monkeypatch.setenv("METAGUARD_WAREHOUSE", str(handbook))
@@ -142,7 +161,9 @@ def test_retraining_dag_registers_and_decides(handbook, contract_models, tmp_pat
         run_conf={"feature_set": "contract", "estimator": "logistic_regression"},
     )
     assert str(run.state) == "success"
-    decisions = [json.loads(x) for x in (models / "promotions.jsonl").read_text().splitlines()]
+    decisions = [
+        json.loads(x) for x in (models / "promotions.jsonl").read_text().splitlines()
+    ]
     assert len(decisions) == 2
     last = decisions[-1]
     assert set(last["champion_metrics"]) == set(last["challenger_metrics"])

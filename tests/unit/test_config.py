@@ -7,15 +7,25 @@ from metaguard.exceptions import ConfigError, PathOutsideRoot
 @pytest.mark.parametrize(
     ("variable", "value", "message"),
     [
-        ("METAGUARD_RISK_THRESHOLD", "1.5", "METAGUARD_RISK_THRESHOLD='1.5' is out of range"),
+        (
+            "METAGUARD_RISK_THRESHOLD",
+            "1.5",
+            "METAGUARD_RISK_THRESHOLD='1.5' is out of range",
+        ),
         ("METAGUARD_RISK_THRESHOLD", "high", "is not a number"),
         ("METAGUARD_MAX_BAD_ROW_SHARE", "-0.1", "expected 0 to 1"),
         ("METAGUARD_LOG_LEVEL", "LOUD", "expected one of DEBUG, INFO"),
         ("METAGUARD_PASSTHROUGH_COLUMNS", "customer_id,email", "unknown column"),
         ("METAGUARD_BATCH_ROWS", "0", "expected at least 1"),
     ],
-    ids=["threshold-above-1", "threshold-text", "share-negative", "log-level",
-         "passthrough", "batch-rows"],
+    ids=[
+        "threshold-above-1",
+        "threshold-text",
+        "share-negative",
+        "log-level",
+        "passthrough",
+        "batch-rows",
+    ],
 )
 def test_invalid_variable_names_itself(variable, value, message):
     with pytest.raises(ConfigError, match=message):
@@ -38,8 +48,9 @@ def test_param_overrides_variable():
 
 def test_risk_level_bounds_must_be_ordered():
     with pytest.raises(ConfigError, match="must be below"):
-        load_settings({"METAGUARD_MEDIUM_RISK_FROM": "0.8",
-                       "METAGUARD_HIGH_RISK_FROM": "0.7"})
+        load_settings(
+            {"METAGUARD_MEDIUM_RISK_FROM": "0.8", "METAGUARD_HIGH_RISK_FROM": "0.7"}
+        )
 
 
 @pytest.mark.parametrize("text", ["2018-13-01", "yesterday", "../../etc", ""])

@@ -21,8 +21,15 @@ def test_suite_has_one_expectation_per_rule():
 @pytest.mark.parametrize(
     ("code", "kwargs"),
     [
-        ("amount_in_range", {"column": "amount", "min_value": 0.0,
-                             "max_value": 10_000_000.0, "strict_min": True}),
+        (
+            "amount_in_range",
+            {
+                "column": "amount",
+                "min_value": 0.0,
+                "max_value": 10_000_000.0,
+                "strict_min": True,
+            },
+        ),
         ("hour_in_range", {"column": "hour", "min_value": 0, "max_value": 23}),
         ("user_age_days_in_range", {"column": "user_age_days", "min_value": 1}),
         ("transaction_count_in_range", {"column": "transaction_count", "min_value": 0}),

@@ -127,7 +127,9 @@ def test_requested_days_defaults_and_limits():
     fallback = dt.date(2024, 1, 10)
     assert quality.requested_days(None, None, fallback) == [fallback]
     assert quality.requested_days("2024-01-08", None, fallback) == [
-        dt.date(2024, 1, 8), dt.date(2024, 1, 9), fallback
+        dt.date(2024, 1, 8),
+        dt.date(2024, 1, 9),
+        fallback,
     ]
     with pytest.raises(ConfigError, match="before start date"):
         quality.requested_days("2024-01-11", None, fallback)
@@ -378,20 +380,45 @@ def test_trend_chart_and_command(tmp_path, capsys):
     assert figures[0]["psi_max"] < 0.25
 
     after = days[-1] + dt.timedelta(days=1)
-    arguments = ["quality", "--output", str(settings.output),
-                 "--start", str(days[0]), "--end", str(after)]
+    arguments = [
+        "quality",
+        "--output",
+        str(settings.output),
+        "--start",
+        str(days[0]),
+        "--end",
+        str(after),
+    ]
     assert main(arguments) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["date", "status", "rows", "bad", "rows", "suspicious",
-                                "max", "PSI", "column"]
+    assert lines[0].split() == [
+        "date",
+        "status",
+        "rows",
+        "bad",
+        "rows",
+        "suspicious",
+        "max",
+        "PSI",
+        "column",
+    ]
     assert lines[2].split()[:5] == [str(days[0]), "ok", "400", "0.000%", "2.500%"]
     assert lines[3].split()[:2] == [str(days[1]), "missing"]
     assert lines[5].split()[:3] == [str(after), "no", "report"]
 
 
 def test_command_rejects_reversed_range(tmp_path, capsys):
-    code = main(["quality", "--output", str(tmp_path),
-                 "--start", "2024-02-02", "--end", "2024-02-01"])
+    code = main(
+        [
+            "quality",
+            "--output",
+            str(tmp_path),
+            "--start",
+            "2024-02-02",
+            "--end",
+            "2024-02-01",
+        ]
+    )
     assert code == 2
     assert "before start date" in capsys.readouterr().err
 

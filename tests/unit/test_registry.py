@@ -26,7 +26,9 @@ def test_tampered_artifact_is_rejected(registered):
     models, version = registered
     artifact = models / version / "model.joblib"
     artifact.write_bytes(artifact.read_bytes() + b"tampered")
-    with pytest.raises(ModelIntegrityError, match="expected sha256 [0-9a-f]{64}, found"):
+    with pytest.raises(
+        ModelIntegrityError, match="expected sha256 [0-9a-f]{64}, found"
+    ):
         registry.load_model(models, version)
 
 

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sklearn.dummy import DummyClassifier
+
 from metaguard import nightly, registry
 from metaguard.config import load_settings
 from metaguard.dagkit import PARAM_SETTINGS, run_date, run_settings
 from metaguard.exceptions import ModelIntegrityError, PathOutsideRoot
 from metaguard.warehouse import locate_partition
-from sklearn.dummy import DummyClassifier
-
 from tests.builders import good_rows, write_partition
 from tests.conftest import load_dag
 from tests.integration.test_bad_input import register_champion

@@ -65,7 +65,10 @@ def test_row_breaking_two_rules_lists_both():
 def test_duplicates_across_files_are_found(tmp_path):
     first = write_partition(tmp_path, pd.Timestamp("2024-01-01").date(), good_rows(5))
     second = write_partition(
-        tmp_path, pd.Timestamp("2024-01-01").date(), good_rows(5, start_id=5), "b.parquet"
+        tmp_path,
+        pd.Timestamp("2024-01-01").date(),
+        good_rows(5, start_id=5),
+        "b.parquet",
     )
     duplicates = duplicated_ids([first, second], id_is_string=False)
     assert duplicates.to_pylist() == [5]

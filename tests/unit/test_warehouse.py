@@ -13,7 +13,9 @@ DAY = dt.date(2024, 1, 1)
 
 def test_missing_partition_names_path(tmp_path):
     (tmp_path / "transactions").mkdir()
-    with pytest.raises(PartitionNotFound, match=r"transactions/dt=2024-01-01 not found"):
+    with pytest.raises(
+        PartitionNotFound, match=r"transactions/dt=2024-01-01 not found"
+    ):
         locate_partition(tmp_path, DAY)
 
 
@@ -35,7 +37,9 @@ def test_folder_with_only_markers(tmp_path):
 
 def test_missing_column_names_file_and_column(tmp_path):
     write_partition(tmp_path, DAY, good_rows(3).drop(columns=["hour"]))
-    with pytest.raises(SchemaMismatch, match=r"part-00000.parquet: required column 'hour'"):
+    with pytest.raises(
+        SchemaMismatch, match=r"part-00000.parquet: required column 'hour'"
+    ):
         locate_partition(tmp_path, DAY)
 
 
@@ -43,7 +47,13 @@ def test_amount_as_string_is_rejected(tmp_path):
     frame = good_rows(3)
     frame["amount"] = frame["amount"].astype(str)
     write_partition(tmp_path, DAY, frame)
-    with pytest.raises(SchemaMismatch, match=r"column 'amount' has type (large_)?string; expected a float > 0 and <= 10000000"):
+    with pytest.raises(
+        SchemaMismatch,
+        match=(
+            r"column 'amount' has type (large_)?string; "
+            r"expected a float > 0 and <= 10000000"
+        ),
+    ):
         locate_partition(tmp_path, DAY)
 
 
@@ -52,7 +62,9 @@ def test_fractional_hour_is_rejected(tmp_path):
     frame["hour"] = frame["hour"].astype(float) + 0.5
     write_partition(tmp_path, DAY, frame)
     partition = locate_partition(tmp_path, DAY)
-    with pytest.raises(SchemaMismatch, match="column 'hour' holds the non-integer value"):
+    with pytest.raises(
+        SchemaMismatch, match="column 'hour' holds the non-integer value"
+    ):
         list(iter_batches(partition, 100))
 
 
