@@ -50,6 +50,12 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/metaguard bench --rows 1000000 10000000 --write-docs
 
+# ruff is a development tool, installed into the venv on first use.
+lint: $(STAMP)
+	test -x $(BIN)/ruff || $(BIN)/python -m pip install --quiet ruff==0.17.6
+	$(BIN)/ruff format --check plugins dags tests
+	$(BIN)/ruff check plugins dags tests
+
 suite: $(STAMP)
 	$(BIN)/metaguard suite --write
 
