@@ -28,10 +28,11 @@ from metaguard.exceptions import BadRowShareExceeded
 from metaguard.features import require_inputs
 from metaguard.publish import (
     atomic_parquet_writer,
+    move_into_place,
     remove_stale_temporaries,
     write_json,
 )
-from metaguard.scoring import report_schema, score_frame
+from metaguard.scoring import RISK_LEVELS, report_schema, score_frame
 from metaguard.validation import (
     FAILED_COLUMNS,
     FAILED_RULES,
@@ -298,6 +299,7 @@ def score_chunk(settings: Settings, located: dict, chunk: str) -> dict:
         # history chunk is scored in one batch, as large as the chunk.
         batch_rows = max(staged.metadata.num_rows, 1)
     rows = suspicious = 0
+    levels = dict.fromkeys(RISK_LEVELS, 0)
     with atomic_parquet_writer(target, schema) as writer:
         for batch in staged.iter_batches(batch_size=batch_rows):
             frame = _with_features(batch.to_pandas(), located, settings)
@@ -305,8 +307,15 @@ def score_chunk(settings: Settings, located: dict, chunk: str) -> dict:
             writer.write_table(table)
             rows += table.num_rows
             suspicious += int(pc.sum(table.column("is_suspicious")).as_py() or 0)
+            for level, count in _level_counts(table).items():
+                levels[level] += count
     log.info("scored %s: %d rows, %d suspicious", source.name, rows, suspicious)
-    return {"chunk": str(target), "rows": rows, "suspicious": suspicious}
+    return {
+        "chunk": str(target),
+        "rows": rows,
+        "suspicious": suspicious,
+        "levels": levels,
+    }
 
 
 def _with_features(
@@ -340,18 +349,16 @@ def publish(
     staging = staging_dir(settings, located)
     report_path = output_path(settings, "risk_reports", day, REPORT_FILE)
     ordered = sorted(scored, key=lambda s: Path(s["chunk"]).name)
-    schema = _report_schema_for(located, ordered)
-    levels = {"Low": 0, "Medium": 0, "High": 0}
-    with atomic_parquet_writer(report_path, schema) as writer:
-        for item in ordered:
-            scored_file = pq.ParquetFile(
-                inside_root(staging, "scored", Path(item["chunk"]).name)
-            )
-            for batch in scored_file.iter_batches(batch_size=settings.batch_rows):
-                table = pa.Table.from_batches([batch]).cast(schema)
-                writer.write_table(table)
-                for level, count in _level_counts(table).items():
-                    levels[level] += count
+    chunk_files = [
+        inside_root(staging, "scored", Path(s["chunk"]).name) for s in ordered
+    ]
+    _write_report(
+        report_path, chunk_files, _report_schema_for(located, ordered), settings
+    )
+    levels = dict.fromkeys(RISK_LEVELS, 0)
+    for item in ordered:
+        for level, count in item["levels"].items():
+            levels[level] += count
     scored_rows = sum(s["rows"] for s in ordered)
     summary = {
         "date": located["day"],
@@ -394,6 +401,23 @@ def publish(
     )
     summary["summary_path"] = str(summary_path)
     return summary
+
+
+def _write_report(
+    report_path: Path, chunk_files: list[Path], schema: pa.Schema, settings: Settings
+) -> None:
+    """Put the scored chunks in place as the day's report, atomically.
+
+    A single chunk already is the report, so it is renamed into place rather
+    than rewritten; several chunks are merged batch by batch into one file.
+    """
+    if len(chunk_files) == 1 and move_into_place(chunk_files[0], report_path):
+        return
+    with atomic_parquet_writer(report_path, schema) as writer:
+        for path in chunk_files:
+            scored_file = pq.ParquetFile(path)
+            for batch in scored_file.iter_batches(batch_size=settings.batch_rows):
+                writer.write_table(pa.Table.from_batches([batch]).cast(schema))
 
 
 def remove_stale_staging(

@@ -82,6 +82,21 @@ def write_parquet(final: Path, table: pa.Table) -> Path:
     return final
 
 
+def move_into_place(source: Path, final: Path) -> bool:
+    """Rename a finished file to ``final`` atomically; return False if impossible.
+
+    The rename fails across file systems (for example a staging folder on
+    another mount), and the caller then copies instead.
+    """
+    final.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        _commit(source, final)
+    except OSError as error:
+        log.info("cannot rename %s to %s (%s); copying instead", source, final, error)
+        return False
+    return True
+
+
 def write_json(final: Path, payload: object) -> Path:
     """Write ``payload`` as indented JSON to ``final`` atomically."""
     final.parent.mkdir(parents=True, exist_ok=True)

@@ -36,8 +36,10 @@ DAY = dt.date(2024, 3, 2)
 DATE = DAY.isoformat()
 
 # Runs the nightly steps, but stalls in os.replace when the risk report is
-# about to be renamed into place. The temporary file is complete by then. The
-# child writes its path to argv[2], which tells the parent when to send SIGKILL.
+# about to be renamed into place. The file being renamed is complete by then:
+# the single scored staging chunk, or a hidden temporary file when several
+# chunks were merged. The child writes its path to argv[2], which tells the
+# parent when to send SIGKILL.
 STALL_BEFORE_REPORT_RENAME = """
 import datetime as dt
 import os
@@ -147,7 +149,8 @@ def test_kill_before_rename_leaves_no_report(environ, settings, tmp_path):
 
     temporary = kill_during_report_rename(environ, tmp_path)
 
-    assert temporary.name.startswith(".tmp-part-00000.parquet.")
+    assert temporary.parent.name == "scored"
+    assert temporary.name == "chunk-00000.parquet"
     assert pq.read_table(temporary).num_rows == 1998
     assert not report_path(settings).exists()
     assert not (settings.output / "runs" / f"dt={DATE}" / "summary.json").exists()
