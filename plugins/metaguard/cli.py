@@ -102,6 +102,22 @@ def cmd_quality(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from metaguard.protocol import run_command
+
+    estimators = None
+    if args.estimators:
+        estimators = [name.strip() for name in args.estimators.split(",")]
+    return run_command(
+        args.warehouse,
+        estimators,
+        output=args.output,
+        validation=args.validation,
+        seed=args.seed,
+        docs=args.write_docs,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser of the ``metaguard`` command."""
     parser = argparse.ArgumentParser(prog="metaguard", description=__doc__)
@@ -182,6 +198,31 @@ def build_parser() -> argparse.ArgumentParser:
     quality.add_argument("--start", required=True, help="first day, YYYY-MM-DD")
     quality.add_argument("--end", required=True, help="last day, YYYY-MM-DD")
     quality.set_defaults(func=cmd_quality)
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="measure estimators under the Fraud Detection Handbook's protocol",
+    )
+    evaluate.add_argument("--warehouse", help="warehouse root (METAGUARD_WAREHOUSE)")
+    evaluate.add_argument(
+        "--estimators",
+        help="comma-separated estimator names, such as random_forest,ensemble "
+        "(default: every estimator that metaguard train accepts)",
+    )
+    evaluate.add_argument(
+        "--output",
+        help="folder for the history state (default: a temporary one, removed after)",
+    )
+    evaluate.add_argument(
+        "--validation",
+        action="store_true",
+        help="use the tuning folds, test weeks ending 2018-07-17..08-07",
+    )
+    evaluate.add_argument("--seed", type=int, default=0, help="random seed")
+    evaluate.add_argument(
+        "--write-docs", action="store_true", help="update docs/model-quality.md"
+    )
+    evaluate.set_defaults(func=cmd_evaluate)
     return parser
 
 
@@ -200,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except MetaGuardError as error:
+    except (MetaGuardError, ValueError) as error:
         print(f"metaguard {args.command}: error: {error}", file=sys.stderr)
         return 2
 

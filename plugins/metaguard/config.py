@@ -19,6 +19,8 @@ from metaguard.exceptions import ConfigError, PathOutsideRoot
 
 log = logging.getLogger(__name__)
 
+MAX_BATCH_ROWS = 50_000_000
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEMO_ROOT = REPO_ROOT / "demo"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -158,6 +160,7 @@ def _build(
     if "batch_rows" in values:
         changes["batch_rows"] = _positive_int(name("batch_rows"), values["batch_rows"])
     settings = replace(current, **changes)
+    _check_roots(settings, name)
     if not settings.medium_risk_from < settings.high_risk_from:
         raise ConfigError(
             f"{name('medium_risk_from')}={settings.medium_risk_from} must be below "
@@ -165,6 +168,25 @@ def _build(
         )
     logging.getLogger("metaguard").setLevel(settings.log_level)
     return settings
+
+
+def _check_roots(settings: Settings, name) -> None:
+    """Reject roots that are files, and outputs placed inside the warehouse."""
+    for key in ("warehouse", "output", "models"):
+        path = getattr(settings, key)
+        if path.exists() and not path.is_dir():
+            raise ConfigError(
+                f"{name(key)}={path} is a file; expected a folder (it is created "
+                "when missing)"
+            )
+    for key in ("output", "models"):
+        path = getattr(settings, key)
+        if path == settings.warehouse or settings.warehouse in path.parents:
+            raise ConfigError(
+                f"{name(key)}={path} is inside the warehouse {settings.warehouse}; "
+                "expected a folder outside it, so reports never land among "
+                "the partitions"
+            )
 
 
 def _fraction(variable: str, raw: object) -> float:
@@ -186,8 +208,10 @@ def _positive_int(variable: str, raw: object) -> int:
         raise ConfigError(
             f"{variable}={raw!r} is not an integer; expected a positive integer"
         ) from None
-    if value < 1:
-        raise ConfigError(f"{variable}={raw!r} is invalid; expected at least 1")
+    if not 1 <= value <= MAX_BATCH_ROWS:
+        raise ConfigError(
+            f"{variable}={raw!r} is invalid; expected 1 to {MAX_BATCH_ROWS}"
+        )
     return value
 
 

@@ -12,9 +12,10 @@ import logging
 from dataclasses import dataclass, field
 
 import pandas as pd
+import pyarrow as pa
 
 from metaguard.config import Settings
-from metaguard.exceptions import PartitionNotFound
+from metaguard.exceptions import PartitionNotFound, TrainingDataError
 from metaguard.features import HISTORY_INPUTS
 from metaguard.validation import BatchValidator, PartitionValidation
 from metaguard.warehouse import (
@@ -102,12 +103,19 @@ def load_labelled(
 
 
 def _join_labels(settings: Settings, day: dt.date, valid: pd.DataFrame) -> pd.DataFrame:
-    labels = read_table(
-        settings.warehouse, "labels", day, ["transaction_id", "is_fraud"]
-    )
+    folder = partition_path(settings.warehouse, "labels", day)
+    try:
+        labels = read_table(
+            settings.warehouse, "labels", day, ["transaction_id", "is_fraud"]
+        )
+    except (pa.ArrowInvalid, KeyError) as error:
+        raise TrainingDataError(
+            f"labels in {folder} could not be read ({error}); expected columns "
+            "transaction_id and is_fraud"
+        ) from None
     if labels is None:
         return valid.iloc[0:0].assign(is_fraud=pd.Series(dtype="int64"))
-    labels_frame = labels.to_pandas().drop_duplicates("transaction_id")
+    labels_frame = _checked_labels(labels.to_pandas(), folder)
     ids = valid["transaction_id"]
     if ids.dtype == object:
         labels_frame["transaction_id"] = labels_frame["transaction_id"].astype(str)
@@ -116,6 +124,33 @@ def _join_labels(settings: Settings, day: dt.date, valid: pd.DataFrame) -> pd.Da
     merged = valid.merge(labels_frame, on="transaction_id", how="inner", sort=False)
     merged["is_fraud"] = merged["is_fraud"].astype("int64")
     return merged
+
+
+def _checked_labels(labels: pd.DataFrame, folder) -> pd.DataFrame:
+    """Check that every label is 0 or 1 and resolve ids labelled twice.
+
+    An id labelled both 0 and 1 keeps 1, because a chargeback that arrived
+    once is fraud; the count of such ids is logged.
+    """
+    values = labels["is_fraud"]
+    bad = values.isna() | ~values.isin([0, 1])
+    if bad.any():
+        raise TrainingDataError(
+            f"labels in {folder}: {int(bad.sum())} row(s) have is_fraud "
+            f"{values[bad].head(3).tolist()}; expected 0 or 1 on every row"
+        )
+    labels = labels.astype({"is_fraud": "int64"})
+    conflicting = labels.groupby("transaction_id")["is_fraud"].nunique() > 1
+    if conflicting.any():
+        log.warning(
+            "labels in %s: %d transaction(s) are labelled both 0 and 1; "
+            "keeping 1 (fraud)",
+            folder,
+            int(conflicting.sum()),
+        )
+    return labels.sort_values(
+        "is_fraud", ascending=False, kind="stable"
+    ).drop_duplicates("transaction_id")
 
 
 def _history_store(settings: Settings):

@@ -254,13 +254,15 @@ def _finish_validation(
         broken = {
             t.rule: t.unexpected_count for t in tallies.values() if t.unexpected_count
         }
-        raise BadRowShareExceeded(
+        error = BadRowShareExceeded(
             f"{quarantined} of {rows_in} rows ({share:.2%}) of {located['partition']} "
             "broke the contract, above the maximum of "
             f"{settings.max_bad_row_share:.2%} "
             f"(METAGUARD_MAX_BAD_ROW_SHARE); rules broken: {broken}. The quarantine "
             f"is in {quarantine_path} and the validation result in {validation_path}"
         )
+        _record_failure(settings, located, rows_in, quarantined, str(error))
+        raise error
     return {
         "rows_in": rows_in,
         "valid": rows_in - quarantined,
@@ -270,6 +272,40 @@ def _finish_validation(
         "quarantine_path": str(quarantine_path),
         "validation_path": str(validation_path),
     }
+
+
+def _record_failure(
+    settings: Settings, located: dict, rows_in: int, quarantined: int, reason: str
+) -> None:
+    """Mark the date as failed so its outputs do not contradict each other.
+
+    The quarantine and validation result now describe the current partition,
+    so an earlier run's report and summary of the same date no longer match
+    it: the report is removed and the summary replaced by a failed one.
+    """
+    day = dt.date.fromisoformat(located["day"])
+    report_path = output_path(settings, "risk_reports", day, REPORT_FILE)
+    if report_path.exists():
+        log.warning(
+            "removing the earlier report %s: it does not match the partition "
+            "that failed validation",
+            report_path,
+        )
+        report_path.unlink()
+    write_json(
+        output_path(settings, "runs", day, "summary.json"),
+        {
+            "date": located["day"],
+            "status": "failed",
+            "reason": reason,
+            "rows_in": rows_in,
+            "scored": 0,
+            "quarantined": quarantined,
+            "model_version": located["model_version"],
+            "run_key": located["run_key"],
+        },
+    )
+    shutil.rmtree(staging_dir(settings, located), ignore_errors=True)
 
 
 def _to_table(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
@@ -362,6 +398,7 @@ def publish(
     scored_rows = sum(s["rows"] for s in ordered)
     summary = {
         "date": located["day"],
+        "status": "succeeded",
         "rows_in": validated["rows_in"],
         "scored": scored_rows,
         "quarantined": validated["quarantined"],

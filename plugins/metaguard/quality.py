@@ -36,7 +36,12 @@ from metaguard.drift import (
     population_stability_index,
     psi_status,
 )
-from metaguard.exceptions import PartitionNotFound, SchemaMismatch, UnreadableFile
+from metaguard.exceptions import (
+    PartitionNotFound,
+    PathOutsideRoot,
+    SchemaMismatch,
+    UnreadableFile,
+)
 from metaguard.quality_settings import (
     MAX_RANGE_DAYS,
     QualitySettings,
@@ -105,7 +110,12 @@ def check_day(
             settings.warehouse, day, passthrough=settings.passthrough_columns
         )
         profile = profile_partition(partition, settings.batch_rows)
-    except (PartitionNotFound, UnreadableFile, SchemaMismatch) as error:
+    except (
+        PartitionNotFound,
+        UnreadableFile,
+        SchemaMismatch,
+        PathOutsideRoot,
+    ) as error:
         log.warning("partition %s not validated: %s", day, error)
         rows = failure_rows(error)
         path = write_report(settings.output, day, rows, run_id, run_time)

@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 
 from metaguard.config import inside_root
 from metaguard.contract import COLUMNS, RULES_BY_CODE
-from metaguard.exceptions import PartitionNotFound, UnreadableFile
+from metaguard.exceptions import PartitionNotFound, PathOutsideRoot, UnreadableFile
 from metaguard.publish import write_parquet
 from metaguard.validation import (
     PartitionValidation,
@@ -234,7 +234,7 @@ def failure_rows(error: Exception) -> list[dict]:
     row = {"kind": "partition", "metric": "status", "detail": message}
     if isinstance(error, PartitionNotFound):
         return [row | {"status": "missing"}]
-    if isinstance(error, UnreadableFile):
+    if isinstance(error, UnreadableFile | PathOutsideRoot):
         return [row | {"status": "unreadable"}]
     # NOTE: SchemaMismatch carries only a message, so the column is parsed from
     # the wording in metaguard.warehouse; the message also names the type found.

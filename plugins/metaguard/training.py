@@ -144,6 +144,11 @@ def train(
 
     Returns the promotion decision with both models' metrics.
     """
+    if not 0.0 <= margin <= 1.0:
+        raise ConfigError(
+            f"promotion margin {margin} is invalid; expected 0 to 1, because a "
+            "negative margin would promote a challenger worse than the champion"
+        )
     feature_set = choose_feature_set(settings, windows, feature_set)
     features = feature_names(feature_set)
     training = load_labelled(

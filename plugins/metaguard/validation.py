@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 
 from metaguard.config import REPO_ROOT
 from metaguard.contract import COLUMN_NAMES, RULES_BY_CODE, SUITE_NAME, suite_definition
-from metaguard.exceptions import MetaGuardError, UnreadableFile
+from metaguard.exceptions import MetaGuardError, SchemaMismatch, UnreadableFile
 from metaguard.warehouse import Partition, iter_batches
 
 log = logging.getLogger(__name__)
@@ -179,7 +179,13 @@ def duplicated_ids(files: Iterable[Path], id_is_string: bool) -> pa.Array:
             raise UnreadableFile(
                 f"{path} could not be read ({error}); replace or remove it"
             ) from error
-        chunks.append(column.cast(target))
+        try:
+            chunks.append(column.cast(target))
+        except pa.ArrowInvalid as error:
+            raise SchemaMismatch(
+                f"{path}: column 'transaction_id' cannot be read as {target} "
+                f"({error}); expected int64 or string ids"
+            ) from None
     if not chunks:
         return pa.array([], type=target)
     if not id_is_string:

@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from metaguard.config import inside_root
-from metaguard.contract import COLUMNS, COLUMNS_BY_NAME
+from metaguard.contract import COLUMNS, COLUMNS_BY_NAME, OPTIONAL_COLUMNS
 from metaguard.exceptions import PartitionNotFound, SchemaMismatch, UnreadableFile
 
 log = logging.getLogger(__name__)
@@ -60,8 +60,25 @@ def is_data_file(path: Path) -> bool:
 
 
 def data_files(folder: Path) -> list[Path]:
-    """List a partition folder's data files in name order."""
-    return sorted(p for p in folder.iterdir() if is_data_file(p))
+    """List a partition folder's data files in name order.
+
+    Entries that are skipped although they may hold data (hidden or
+    ``_``-prefixed ``.parquet`` names, folders, dangling symlinks) are logged
+    at warning level, so no rows disappear without a trace.
+    """
+    files = []
+    for path in sorted(folder.iterdir()):
+        if is_data_file(path):
+            files.append(path)
+        elif _may_hold_data(path):
+            log.warning("ignoring %s in %s: not a data file name", path.name, folder)
+    return files
+
+
+def _may_hold_data(path: Path) -> bool:
+    if path.name in ("_SUCCESS",) or path.name.endswith(".crc"):
+        return False
+    return path.is_dir() or not path.exists() or path.suffix == ".parquet"
 
 
 def locate_partition(
@@ -141,6 +158,12 @@ def check_schema(path: Path, schema: pa.Schema) -> None:
     Extra columns and another column order are fine. Integer columns may be
     stored as floats; whole values are checked while reading.
     """
+    repeated = sorted({n for n in schema.names if schema.names.count(n) > 1})
+    if repeated:
+        raise SchemaMismatch(
+            f"{path}: column name(s) {repeated} occur more than once; "
+            "expected each column once"
+        )
     for column in COLUMNS:
         if column.name not in schema.names:
             raise SchemaMismatch(
@@ -159,6 +182,29 @@ def check_schema(path: Path, schema: pa.Schema) -> None:
         if not ok:
             raise SchemaMismatch(
                 f"{path}: column '{column.name}' has type {found}; expected {expected}"
+            )
+    _check_optional(path, schema)
+
+
+def _check_optional(path: Path, schema: pa.Schema) -> None:
+    """Check the types of the optional columns that a file carries.
+
+    History features join ``customer_id`` and ``terminal_id`` with integer
+    state and read ``event_time`` as a timestamp, so other types are rejected
+    here rather than failing later with a join or parse error.
+    """
+    for name in OPTIONAL_COLUMNS:
+        if name not in schema.names:
+            continue
+        found = schema.field(name).type
+        if name == "event_time":
+            ok, expected = pa.types.is_timestamp(found), "a timestamp"
+        else:
+            ok, expected = pa.types.is_integer(found), "an integer id"
+        if not ok:
+            raise SchemaMismatch(
+                f"{path}: optional column '{name}' has type {found}; expected "
+                f"{expected}, or leave the column out"
             )
 
 
@@ -193,7 +239,7 @@ def _to_frame(
             ids.cast(pa.string()).to_pylist(), dtype=object
         )
     else:
-        data["transaction_id"] = pd.array(ids.cast(pa.int64()).to_pandas(), "Int64")
+        data["transaction_id"] = _int64_ids(ids, path)
     for column in COLUMNS[1:]:
         data[column.name] = _as_float(batch.column(column.name), path, column.name)
     for name in partition.passthrough:
@@ -204,9 +250,27 @@ def _to_frame(
     return frame
 
 
+def _int64_ids(ids: pa.Array, path: Path) -> pd.Series:
+    """Convert integer ids to pandas Int64 without a float64 detour.
+
+    A plain ``to_pandas`` turns an int64 column with nulls into float64, which
+    rounds ids above 2**53.
+    """
+    try:
+        exact = ids.cast(pa.int64())
+    except pa.ArrowInvalid as error:
+        raise SchemaMismatch(
+            f"{path}: column 'transaction_id' holds a value outside the int64 "
+            f"range ({error}); expected int64 or string ids"
+        ) from None
+    return exact.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
+
+
 def _as_float(array: pa.Array, path: Path, name: str) -> np.ndarray:
     values = pc.cast(array, pa.float64(), safe=False).to_numpy(zero_copy_only=False)
     column = COLUMNS_BY_NAME[name]
+    if column.kind == "integer":
+        _check_int64_range(values, path, name)
     if column.kind == "integer" and pa.types.is_floating(array.type):
         finite = values[np.isfinite(values)]
         fractional = finite[finite != np.floor(finite)]
@@ -217,6 +281,17 @@ def _as_float(array: pa.Array, path: Path, name: str) -> np.ndarray:
                 f"{column.bounds_text}"
             )
     return values
+
+
+def _check_int64_range(values: np.ndarray, path: Path, name: str) -> None:
+    finite = values[np.isfinite(values)]
+    too_large = finite[np.abs(finite) >= 2.0**63]
+    if too_large.size:
+        raise SchemaMismatch(
+            f"{path}: column '{name}' holds the value {float(too_large[0])!r}, "
+            "outside the int64 range; expected an integer "
+            f"{COLUMNS_BY_NAME[name].bounds_text} that fits in int64"
+        )
 
 
 def read_table(

@@ -608,7 +608,27 @@ def test_bad_share_fails_after_writing_results(warehouse, settings):
     )
     assert validation["quarantined"] == 5
     assert not outputs(settings, "risk_reports").exists()
-    assert not outputs(settings, "runs", "summary.json").exists()
+    summary = json.loads(outputs(settings, "runs", "summary.json").read_text())
+    assert summary["status"] == "failed"
+    assert summary["scored"] == 0
+    assert summary["quarantined"] == 5
+
+
+def test_failed_rerun_withdraws_old_report(warehouse, settings):
+    write_file(warehouse, good_rows(100))
+    assert nightly.run(settings, DAY)["status"] == "succeeded"
+    assert outputs(settings, "risk_reports").exists()
+    frame = good_rows(100)
+    frame.loc[:4, "hour"] = 30
+    write_file(warehouse, frame)
+
+    with pytest.raises(BadRowShareExceeded):
+        nightly.run(settings, DAY)
+
+    assert not outputs(settings, "risk_reports").exists()
+    summary = json.loads(outputs(settings, "runs", "summary.json").read_text())
+    assert summary["status"] == "failed"
+    assert summary["quarantined"] == 5
 
 
 # Configuration ---------------------------------------------------------------

@@ -16,7 +16,7 @@ from metaguard.exceptions import ConfigError, PathOutsideRoot
         ("METAGUARD_MAX_BAD_ROW_SHARE", "-0.1", "expected 0 to 1"),
         ("METAGUARD_LOG_LEVEL", "LOUD", "expected one of DEBUG, INFO"),
         ("METAGUARD_PASSTHROUGH_COLUMNS", "customer_id,email", "unknown column"),
-        ("METAGUARD_BATCH_ROWS", "0", "expected at least 1"),
+        ("METAGUARD_BATCH_ROWS", "0", "expected 1 to 50000000"),
     ],
     ids=[
         "threshold-above-1",
