@@ -784,6 +784,10 @@ def why_missed(results: list[dict]) -> list[str]:
 def _slower_than_floor(result: dict) -> str:
     metaguard, floor = result["metaguard"], result["floor"]
     steps = metaguard["steps"]
+    if metaguard.get("chunks", 0) == 1:
+        publish = "renames the single scored chunk into place as the report"
+    else:
+        publish = "reads the scored chunks back and writes them into one report"
     return (
         f"At {result['rows']:,} rows the metaguard path took "
         f"{metaguard['seconds']:.1f} s ({metaguard['cpu_seconds']:.1f} CPU s) "
@@ -793,8 +797,8 @@ def _slower_than_floor(result: dict) -> str:
         f"every batch of {result['batch_rows']:,} rows with GX and stages the "
         f"valid rows (validate: {steps['validate']:.1f} s). It writes each scored "
         f"chunk to staging (score_chunk, which also predicts: "
-        f"{steps['score_chunk']:.1f} s), then reads the scored chunks back and "
-        f"writes them into one report (publish: {steps['publish']:.1f} s). Its "
+        f"{steps['score_chunk']:.1f} s), then {publish} "
+        f"(publish: {steps['publish']:.2f} s). Its "
         "chunks ran one after another here."
     )
 
