@@ -40,7 +40,12 @@ from metaguard.dagkit import no_retry, run_date, run_settings, task_defaults
         ),
         "estimator": Param(
             "random_forest",
-            enum=["random_forest", "hist_gradient_boosting", "logistic_regression"],
+            enum=[
+                "random_forest",
+                "hist_gradient_boosting",
+                "logistic_regression",
+                "ensemble",
+            ],
         ),
         "feature_set": Param("auto", enum=["auto", "contract", "history"]),
         "promotion_margin": Param(

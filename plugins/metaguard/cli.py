@@ -141,7 +141,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--estimator",
         default="random_forest",
-        choices=("random_forest", "hist_gradient_boosting", "logistic_regression"),
+        choices=(
+            "random_forest",
+            "hist_gradient_boosting",
+            "logistic_regression",
+            "ensemble",
+        ),
     )
     train.add_argument(
         "--features",

@@ -8,12 +8,18 @@ For a transaction at time ``t`` on day ``D`` the features are:
 - per terminal, for the same ``w``: the number of transactions and the share
   of fraud among them in ``(t - delay - w days, t - delay]``, so that only
   labels at least ``label_delay_days`` old are used;
+- per terminal, over the 30 whole days ending ``label_delay_days`` before
+  ``D``: the number of days with a fraud, and the days from the first and
+  from the last of them to ``D``;
 - calendar flags: Saturday or Sunday, and hour 0 to 6, both in UTC.
 
-These are the definitions of the Fraud Detection Handbook (Le Borgne et al.,
-2022), to the timestamp, with one difference. Other rows of the customer at
-the same timestamp as the transaction count as earlier rows, whatever their
-order, while the handbook's rolling windows count only those sorted before it.
+The windowed counts, means and shares are the definitions of the Fraud
+Detection Handbook (Le Borgne et al., 2022), to the timestamp, with one
+difference. Other rows of the customer at the same timestamp as the
+transaction count as earlier rows, whatever their order, while the handbook's
+rolling windows count only those sorted before it. The fraud-day features are
+MetaGuard's own; they tell a terminal whose compromise began long ago from one
+whose compromise began recently.
 
 The per-day state that the windows read is kept by
 :class:`~metaguard.history_state.HistoryStore`. A window sums the per-day
@@ -57,6 +63,10 @@ __all__ = [
 log = logging.getLogger("metaguard.history")
 
 NIGHT_LAST_HOUR = 6
+# Length of the run of whole days whose terminal frauds the fraud-day features
+# summarise. A terminal without fraud in it gets this many days plus the delay
+# as its days since a fraud, one more than any day inside the run.
+FRAUD_DAYS_WINDOW = 30
 HISTORY_FEATURES: tuple[str, ...] = (
     "is_weekend",
     "is_night",
@@ -70,6 +80,9 @@ HISTORY_FEATURES: tuple[str, ...] = (
         for w in WINDOW_DAYS
         for name in ("tx_count", "fraud_share")
     ),
+    f"terminal_fraud_days_{FRAUD_DAYS_WINDOW}d",
+    f"terminal_days_since_first_fraud_{FRAUD_DAYS_WINDOW}d",
+    f"terminal_days_since_last_fraud_{FRAUD_DAYS_WINDOW}d",
 )
 
 
@@ -91,7 +104,8 @@ def add_history_features(
 
     A row without ``customer_id``, ``terminal_id``, ``event_time`` or a finite
     amount gets the values of a transaction without history: customer count 1,
-    mean amount equal to its amount, ratio 1, terminal count and share 0.
+    mean amount equal to its amount, ratio 1, terminal count, share and fraud
+    days 0, and days since a terminal fraud as for a terminal without fraud.
 
     Raises :class:`ModelFeatureError` when ``frame`` or ``day_rows`` lacks a
     needed column, and :class:`SchemaMismatch` when a warehouse partition does.
@@ -115,8 +129,9 @@ def add_history_features(
     complete = _complete_rows(queries)
     values = _customer_features(complete, history)
     values.update(_terminal_features(complete, history, store.label_delay_days))
+    values.update(_fraud_day_features(complete, history, store.label_delay_days))
     result = frame.copy()
-    for name, column in _assemble(queries, values).items():
+    for name, column in _assemble(queries, values, store.label_delay_days).items():
         result[name] = column
 
     statuses = [state.status for state in states.values()]
@@ -178,6 +193,28 @@ class _History:
             day = self._day - dt.timedelta(days=offset)
             self._cache[cache_key] = self._store.read_aggregates(entity, day)
         return self._cache[cache_key]
+
+    def fraud_day_offsets(self, keys: pd.Series, first: int, last: int) -> pd.DataFrame:
+        """Count each terminal's days with a fraud among offsets ``first..last``.
+
+        Returns one row per key in ``keys`` order, with ``days`` (the count),
+        ``nearest`` and ``farthest`` (the smallest and largest such offsets,
+        NaN when there is none).
+        """
+        frames = []
+        for offset in range(first, last + 1):
+            aggregates = self._aggregates(TERMINALS, offset)
+            if aggregates is None or aggregates.empty:
+                continue
+            fraud = aggregates.loc[aggregates[TERMINALS.total] > 0, [TERMINALS.key]]
+            frames.append(fraud.assign(offset=offset))
+        if not frames:
+            columns = ["days", "nearest", "farthest"]
+            found = pd.DataFrame(columns=columns, dtype="float64")
+        else:
+            offsets = pd.concat(frames).groupby(TERMINALS.key)["offset"]
+            found = offsets.agg(days="size", nearest="min", farthest="max")
+        return found.reindex(keys.to_numpy()).reset_index(drop=True)
 
     def _interior(self, entity: HistoryEntity, first: int, last: int) -> pd.DataFrame:
         """Sum the per-day aggregates of offsets ``first..last`` per key."""
@@ -270,7 +307,30 @@ def _terminal_features(queries: pd.DataFrame, history: _History, delay: int) -> 
     return values
 
 
-def _assemble(queries: pd.DataFrame, values: dict) -> dict[str, np.ndarray]:
+def _fraud_day_features(queries: pd.DataFrame, history: _History, delay: int) -> dict:
+    """Summarise each terminal's days with fraud among ``D - delay - 29..D - delay``.
+
+    Whole days are used, because all labels of day ``D - delay`` are known on
+    day ``D``. A terminal without fraud in them has 0 fraud days and
+    ``delay + FRAUD_DAYS_WINDOW`` days since its first and its last fraud.
+    """
+    found = history.fraud_day_offsets(
+        queries["terminal_id"], delay, delay + FRAUD_DAYS_WINDOW - 1
+    )
+    none = float(delay + FRAUD_DAYS_WINDOW)
+    suffix = f"{FRAUD_DAYS_WINDOW}d"
+    return {
+        f"terminal_fraud_days_{suffix}": found["days"].fillna(0).to_numpy("float64"),
+        f"terminal_days_since_first_fraud_{suffix}": (
+            found["farthest"].fillna(none).to_numpy("float64")
+        ),
+        f"terminal_days_since_last_fraud_{suffix}": (
+            found["nearest"].fillna(none).to_numpy("float64")
+        ),
+    }
+
+
+def _assemble(queries: pd.DataFrame, values: dict, delay: int) -> dict[str, np.ndarray]:
     """Place feature values of complete rows and fills of the others, in row order."""
     complete = queries["complete"].to_numpy()
     amounts = queries["amount"].to_numpy(dtype="float64")
@@ -285,6 +345,8 @@ def _assemble(queries: pd.DataFrame, values: dict) -> dict[str, np.ndarray]:
             fill = amounts.copy()
         elif name.startswith(("customer_tx_count", "customer_amount_ratio")):
             fill = np.ones(len(queries))
+        elif name.startswith("terminal_days_since"):
+            fill = np.full(len(queries), float(delay + FRAUD_DAYS_WINDOW))
         else:
             fill = np.zeros(len(queries))
         fill[complete] = values[name]

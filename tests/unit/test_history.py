@@ -103,7 +103,7 @@ def store(tmp_path: Path, warehouse: Path) -> HistoryStore:
 
 def test_feature_names_stable_and_unique():
     assert HISTORY_FEATURES[:2] == ("is_weekend", "is_night")
-    assert len(HISTORY_FEATURES) == 17
+    assert len(HISTORY_FEATURES) == 20
     assert len(set(HISTORY_FEATURES)) == len(HISTORY_FEATURES)
 
 
