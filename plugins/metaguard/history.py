@@ -105,7 +105,8 @@ def add_history_features(
     A row without ``customer_id``, ``terminal_id``, ``event_time`` or a finite
     amount gets the values of a transaction without history: customer count 1,
     mean amount equal to its amount, ratio 1, terminal count, share and fraud
-    days 0, and days since a terminal fraud as for a terminal without fraud.
+    days 0. Its days since a terminal fraud are those of a terminal without
+    fraud.
 
     Raises :class:`ModelFeatureError` when ``frame`` or ``day_rows`` lacks a
     needed column, and :class:`SchemaMismatch` when a warehouse partition does.

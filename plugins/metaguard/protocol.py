@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import re
 import shutil
 import tempfile
@@ -47,8 +48,8 @@ from metaguard.training import ESTIMATORS, Windows, build_estimator, windows_end
 log = logging.getLogger(__name__)
 
 TOP_CARDS = 100
-# Test-day offset from which a fraud makes its card known: the label delay
-# plus one day, so the fraud's label has arrived before the test day starts.
+# A fraud on day d marks its card as known from test day d + 8 on, which is
+# the label delay plus one day.
 KNOWN_AFTER_DAYS = 8
 CHAPTER_3_END = dt.date(2018, 8, 14)
 # The four weekly test folds of the handbook's chapter 5 model selection.
@@ -210,8 +211,9 @@ def fold_frames(
         if rows.empty or int(rows["is_fraud"].sum()) == 0:
             raise TrainingDataError(
                 f"the {label} rows of the fold ending {windows.valid_end} contain "
-                f"{len(rows)} transactions and no fraud; check that the warehouse "
-                "has transactions and labels for those days"
+                f"{len(rows)} transactions and no fraud, so the fold cannot be "
+                "evaluated. Check that the warehouse has transactions and labels "
+                "for those days"
             )
     return train.reset_index(drop=True), test.reset_index(drop=True)
 
@@ -363,9 +365,13 @@ def comparison_table(results: list[FoldResult]) -> str:
     return "\n".join(lines)
 
 
-def render_section(results: list[FoldResult], command: str, name: str) -> str:
-    """Render one generated part of docs/model-quality.md from one run."""
-    import os
+def render_section(
+    results: list[FoldResult], command: str, name: str, load_average: float
+) -> str:
+    """Render one generated part of docs/model-quality.md from one run.
+
+    ``load_average`` is the 1-minute load average when the run started.
+    """
     import platform
 
     import sklearn
@@ -375,8 +381,9 @@ def render_section(results: list[FoldResult], command: str, name: str) -> str:
         f"Measured on {now:%Y-%m-%d %H:%M} UTC by one run of the command below, "
         f"with Python {platform.python_version()}, scikit-learn "
         f"{sklearn.__version__} and pandas {pd.__version__} on {os.cpu_count()} "
-        "CPUs. Fit seconds are the wall time of fitting on the 7 training days "
-        "and depend on the load of the machine.",
+        f"CPUs, 1-minute load average {load_average:.2f} at the start. Fit "
+        "seconds are the wall time of fitting on the 7 training days and grow "
+        "when other jobs share the machine.",
         width=88,
     )
     return "\n".join(
@@ -424,6 +431,7 @@ def run_command(
     afterwards.
     """
     estimators = list(ESTIMATORS) if estimators is None else estimators
+    load_average = os.getloadavg()[0]
     folder = Path(output) if output else Path(tempfile.mkdtemp(prefix="mg-protocol-"))
     try:
         settings = load_settings(
@@ -450,5 +458,6 @@ def run_command(
         if seed:
             command += f" --seed {seed}"
         name = VALIDATION_SECTION if validation else TEST_SECTION
-        write_docs(render_section(results, command + " --write-docs", name), name)
+        command += " --write-docs"
+        write_docs(render_section(results, command, name, load_average), name)
     return 0

@@ -105,10 +105,10 @@ def build_estimator(name: str, seed: int):
         model = LogisticRegression(class_weight="balanced", max_iter=2000)
         return Pipeline([("scale", StandardScaler()), ("model", model)])
     if name == "ensemble":
-        # The inner forest fits and predicts single-threaded: predict_scores
-        # sets n_jobs=1 on the pipeline step only, and a forest that predicts
-        # in threads adds its trees in a varying order, which changes the last
-        # bits of a score from run to run.
+        # The inner forest fits and predicts in one thread, because
+        # predict_scores sets n_jobs=1 on the pipeline step only. A forest that
+        # predicts in threads adds its trees in a varying order, which changes
+        # the last bits of a score from run to run.
         model = VotingClassifier(
             [
                 ("random_forest", _random_forest(seed, n_jobs=1)),

@@ -29,9 +29,10 @@ def scored_rows(rows: list[tuple]) -> tuple[pd.DataFrame, np.ndarray]:
     return frame.drop(columns="score"), frame["score"].to_numpy()
 
 
-# Day 1: card 1 is fraudulent through its low-scored row, so its score is 0.9
-# from its genuine row; the top 2 are cards 1 and 2. Day 2: card 1 was found
-# on day 1 and leaves, so the top 2 are cards 2 and 3, both genuine.
+# On day 1, card 1 counts as fraudulent because of its low-scored row, and its
+# score is 0.9 from its genuine row. The top 2 are cards 1 and 2. Card 1 was
+# found on day 1 and leaves day 2, so the top 2 of day 2 are the genuine cards
+# 2 and 3.
 TWO_DAYS = [
     (DAY_1, 1, 0, 0.9),
     (DAY_1, 1, 1, 0.1),
@@ -117,7 +118,7 @@ def test_fold_windows_of_chapter_3():
     assert windows.valid_end == dt.date(2018, 8, 14)
 
 
-def test_known_cards_grow_from_training_start_to_eight_days_back():
+def test_known_cards_lag_eight_days():
     windows = fold_windows(dt.date(2018, 8, 14))
     frauds = pd.DataFrame(
         {
@@ -150,9 +151,9 @@ def test_drop_known_cards_uses_each_rows_day():
         }
     )
 
-    kept = drop_known_cards(test, {DAY_1: {11}, DAY_2: {11, 12}})
+    remaining = drop_known_cards(test, {DAY_1: {11}, DAY_2: {11, 12}})
 
-    assert kept.index.tolist() == [1]
+    assert remaining.index.tolist() == [1]
 
 
 def test_unknown_estimator_is_rejected_before_reading(tmp_path):
