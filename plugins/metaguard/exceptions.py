@@ -19,7 +19,7 @@ class ContractViolation(MetaGuardError):
 
 
 class PartitionNotFound(ContractViolation, FileNotFoundError):
-    """Raised when a partition folder is missing or holds no data files."""
+    """Raised when a partition folder is missing or contains no data files."""
 
 
 class SchemaMismatch(ContractViolation):

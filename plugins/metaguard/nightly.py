@@ -3,7 +3,7 @@
 ``locate`` -> ``validate`` -> ``score_chunk`` (one per chunk, mapped) ->
 ``publish``. Steps exchange small dicts of paths and counts, never data.
 Intermediate files live in ``<output>/_staging/dt=D/<run_key>/``, one folder
-per run, so concurrent runs of the same date never share a file; only the
+per run, so concurrent runs of the same date never share a file. Only the
 final atomic renames touch shared paths.
 """
 

@@ -7,7 +7,7 @@ Layout under the models root::
     <models>/champion.json              {"version": ...}, replaced atomically
     <models>/promotions.jsonl           one line per promotion decision
 
-joblib files are pickles: loading one runs code chosen by whoever wrote it.
+joblib files are pickles: loading one runs code chosen by the author of the file.
 :func:`load_model` therefore loads only from the configured root, and only
 after the artifact's sha256 matches the one recorded in its metadata.
 """

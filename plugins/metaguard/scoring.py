@@ -96,7 +96,7 @@ def score_frame(
 ) -> pa.Table:
     """Score valid rows and return them as a report table in ``schema``.
 
-    ``frame`` holds the contract columns, any pass-through columns and the
+    ``frame`` contains the contract columns, any pass-through columns and the
     feature columns that the model needs.
     """
     scores = predict_scores(model.pipeline, frame, model.features)

@@ -208,7 +208,7 @@ def simulate_warehouse(
     At the default sizes about 1% of the rows are fraud, as measured on seeded
     30-day runs. The same arguments give byte-identical files. A rerun replaces
     each partition it writes, including any other ``.parquet`` file in it, and
-    leaves partitions of other dates alone. The summary holds the dates, the
+    leaves partitions of other dates alone. The summary contains the dates, the
     row, fraud and contract-breaking row counts, and the two dataset folders.
     Raises ValueError naming the argument when an argument is invalid.
     """

@@ -276,7 +276,7 @@ class ValidatedBatch:
 class PartitionValidation:
     """Validates a partition batch by batch, the one path every DAG uses.
 
-    GX validates each record batch; ``transaction_id`` duplicates that sit in
+    GX validates each record batch. ``transaction_id`` duplicates that sit in
     different batches or files are found by an id-only pass first and added
     to each batch's flags under ``transaction_id_unique``.
     """

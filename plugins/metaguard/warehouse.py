@@ -3,7 +3,7 @@
 A partition is ``<warehouse>/<table>/dt=YYYY-MM-DD/`` holding one or more
 Parquet files. Marker files (``_SUCCESS``), checksums (``*.crc``) and hidden
 files are not data and are skipped. Files are read in name order and rows in
-file order, so every run sees the same row order.
+file order, so every run reads the rows in the same order.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def partition_path(warehouse: Path, table: str, day: dt.date) -> Path:
 
 
 def is_data_file(path: Path) -> bool:
-    """Tell whether a file in a partition folder holds data, not a marker."""
+    """Tell whether a file in a partition folder contains data, not a marker."""
     name = path.name
     return (
         path.is_file() and not name.startswith(("_", ".")) and not name.endswith(".crc")
@@ -90,7 +90,7 @@ def locate_partition(
     """Find a day's partition and check every file's schema against the contract.
 
     Raises :class:`PartitionNotFound` naming the path when the folder is
-    missing or holds no data files, :class:`UnreadableFile` for a file that is
+    missing or contains no data files, :class:`UnreadableFile` for a file that is
     not Parquet, :class:`SchemaMismatch` for a missing column or a type
     that cannot be read as the contract's, and :class:`PathOutsideRoot` for a
     folder or file whose symlink leads outside the warehouse.
@@ -106,7 +106,7 @@ def locate_partition(
     files = data_files(folder)
     if not files:
         raise PartitionNotFound(
-            f"partition folder {folder} holds no data files "
+            f"partition folder {folder} contains no data files "
             "(markers, .crc and hidden files are ignored)"
         )
     for path in files:
@@ -260,7 +260,7 @@ def _int64_ids(ids: pa.Array, path: Path) -> pd.Series:
         exact = ids.cast(pa.int64())
     except pa.ArrowInvalid as error:
         raise SchemaMismatch(
-            f"{path}: column 'transaction_id' holds a value outside the int64 "
+            f"{path}: column 'transaction_id' contains a value outside the int64 "
             f"range ({error}); expected int64 or string ids"
         ) from None
     return exact.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
@@ -276,7 +276,7 @@ def _as_float(array: pa.Array, path: Path, name: str) -> np.ndarray:
         fractional = finite[finite != np.floor(finite)]
         if fractional.size:
             raise SchemaMismatch(
-                f"{path}: column '{name}' holds the non-integer value "
+                f"{path}: column '{name}' contains the non-integer value "
                 f"{float(fractional[0])!r} (type {array.type}); expected an integer "
                 f"{column.bounds_text}"
             )
@@ -288,7 +288,7 @@ def _check_int64_range(values: np.ndarray, path: Path, name: str) -> None:
     too_large = finite[np.abs(finite) >= 2.0**63]
     if too_large.size:
         raise SchemaMismatch(
-            f"{path}: column '{name}' holds the value {float(too_large[0])!r}, "
+            f"{path}: column '{name}' contains the value {float(too_large[0])!r}, "
             "outside the int64 range; expected an integer "
             f"{COLUMNS_BY_NAME[name].bounds_text} that fits in int64"
         )

@@ -509,7 +509,7 @@ FAIL_CASES = [
         write_only_markers,
         PartitionNotFound,
         [
-            r"transactions/dt=2024-03-01 holds no data files",
+            r"transactions/dt=2024-03-01 contains no data files",
             r"markers, \.crc and hidden",
         ],
     ),

@@ -38,8 +38,8 @@ DATE = DAY.isoformat()
 # Runs the nightly steps, but stalls in os.replace when the risk report is
 # about to be renamed into place. The file being renamed is complete by then:
 # the single scored staging chunk, or a hidden temporary file when several
-# chunks were merged. The child writes its path to argv[2], which tells the
-# parent when to send SIGKILL.
+# chunks were merged. The child writes its path to argv[2], which signals the
+# parent to send SIGKILL.
 STALL_BEFORE_REPORT_RENAME = """
 import datetime as dt
 import os

@@ -31,7 +31,7 @@ def test_folder_with_only_markers(tmp_path):
     folder = tmp_path / "transactions" / "dt=2024-01-01"
     folder.mkdir(parents=True)
     (folder / "_SUCCESS").touch()
-    with pytest.raises(PartitionNotFound, match="holds no data files"):
+    with pytest.raises(PartitionNotFound, match="contains no data files"):
         locate_partition(tmp_path, DAY)
 
 
@@ -63,7 +63,7 @@ def test_fractional_hour_is_rejected(tmp_path):
     write_partition(tmp_path, DAY, frame)
     partition = locate_partition(tmp_path, DAY)
     with pytest.raises(
-        SchemaMismatch, match="column 'hour' holds the non-integer value"
+        SchemaMismatch, match="column 'hour' contains the non-integer value"
     ):
         list(iter_batches(partition, 100))
 
